@@ -1,0 +1,228 @@
+"""Every warehouse table, as SQLAlchemy Core metadata (the Alembic migrations create them).
+
+Landing tables hold what the connectors received, close to the source. The
+`dora_*` tables are the downstream contract of DESIGN.md: their names and
+columns are fixed. `service`, `team` and `env` are `''` rather than NULL so
+that they can be real primary-key columns that group the same everywhere.
+The `*_day` columns are the UTC day of a timestamp, stored so that metric
+queries group and filter on an indexed column instead of a per-row function.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+def _key(name: str) -> sa.Column:
+    return sa.Column(name, sa.String(255), nullable=False, server_default="")
+
+
+def _optional(name: str, length: int = 255) -> sa.Column:
+    return sa.Column(name, sa.String(length), nullable=True)
+
+
+# --- landing: event API ---------------------------------------------------------------
+
+api_deployments = sa.Table(
+    "api_deployments",
+    metadata,
+    sa.Column("deployment_id", sa.String(255), primary_key=True),
+    _key("service"),
+    _key("team"),
+    _key("env"),
+    _optional("version"),
+    _optional("commit_sha", 64),
+    _optional("repository_url", 2048),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=False),
+    sa.Column("custom_tags", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("change_failure", sa.Boolean, nullable=False, server_default=sa.false()),
+    _optional("remediation_type", 32),
+    _optional("remediation_ref"),
+    sa.Column("deleted_at", sa.DateTime, nullable=True),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False, index=True),
+)
+
+api_failures = sa.Table(
+    "api_failures",
+    metadata,
+    sa.Column("failure_id", sa.String(255), primary_key=True),
+    _key("team"),
+    _key("env"),
+    _optional("name", 1024),
+    _optional("severity"),
+    _optional("version"),
+    _optional("commit_sha", 64),
+    _optional("repository_url", 2048),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=True),
+    sa.Column("custom_tags", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("deleted_at", sa.DateTime, nullable=True),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False, index=True),
+)
+
+# One row per service a failure names; a team-only failure has one row with service ''.
+api_failure_services = sa.Table(
+    "api_failure_services",
+    metadata,
+    sa.Column(
+        "failure_id",
+        sa.String(255),
+        sa.ForeignKey("api_failures.failure_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("service", sa.String(255), primary_key=True),
+)
+
+# --- landing: PagerDuty ---------------------------------------------------------------
+
+pagerduty_incidents = sa.Table(
+    "pagerduty_incidents",
+    metadata,
+    sa.Column("incident_id", sa.String(64), primary_key=True),
+    sa.Column("incident_number", sa.Integer, nullable=True),
+    _optional("title", 1024),
+    sa.Column("status", sa.String(32), nullable=False),
+    _optional("urgency", 32),
+    _optional("priority"),
+    _optional("service_id", 64),
+    _optional("service_name"),
+    sa.Column("teams", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("created_day", sa.Date, nullable=False, index=True),
+    sa.Column("resolved_at", sa.DateTime, nullable=True),
+    _optional("html_url", 2048),
+    sa.Column("observed_at", sa.DateTime, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False),
+)
+
+pagerduty_webhook_deliveries = sa.Table(
+    "pagerduty_webhook_deliveries",
+    metadata,
+    sa.Column("webhook_id", sa.String(255), primary_key=True),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("incident_id", sa.String(64), nullable=True, index=True),
+    sa.Column("occurred_at", sa.DateTime, nullable=False),
+    sa.Column("received_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("payload", sa.Text, nullable=False),
+)
+
+# Incident state folded from webhook deliveries (latest event by occurred_at wins).
+pagerduty_webhook_incidents = sa.Table(
+    "pagerduty_webhook_incidents",
+    metadata,
+    sa.Column("incident_id", sa.String(64), primary_key=True),
+    sa.Column("incident_number", sa.Integer, nullable=True),
+    _optional("title", 1024),
+    sa.Column("status", sa.String(32), nullable=False),
+    _optional("urgency", 32),
+    _optional("priority"),
+    _optional("service_id", 64),
+    _optional("service_name"),
+    sa.Column("teams", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("resolved_at", sa.DateTime, nullable=True),
+    _optional("html_url", 2048),
+    sa.Column("observed_at", sa.DateTime, nullable=False),
+)
+
+# Watermarks of incremental readers (e.g. which landed events were already taken up).
+ingest_state = sa.Table(
+    "ingest_state",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+# --- normalized: the downstream contract ----------------------------------------------
+
+dora_deployments = sa.Table(
+    "dora_deployments",
+    metadata,
+    sa.Column("deployment_id", sa.String(255), primary_key=True),
+    _key("service"),
+    _key("team"),
+    _key("env"),
+    _optional("version"),
+    _optional("commit_sha", 64),
+    _optional("repository_url", 2048),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("custom_tags", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("change_failure", sa.Boolean, nullable=False, server_default=sa.false()),
+    _optional("remediation_type", 32),
+    sa.Column("ingested_at", sa.DateTime, nullable=False),
+    sa.Column("finished_day", sa.Date, nullable=False),
+    sa.Index("ix_dora_deployments_finished_day", "finished_day", "service", "team", "env"),
+)
+
+dora_incidents = sa.Table(
+    "dora_incidents",
+    metadata,
+    sa.Column("incident_id", sa.String(255), primary_key=True),
+    sa.Column("service", sa.String(255), primary_key=True, server_default=""),
+    _key("team"),
+    _key("env"),
+    _optional("severity"),
+    _optional("name", 1024),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    _optional("source_url", 2048),
+    _optional("commit_sha", 64),
+    _optional("version"),
+    sa.Column("custom_tags", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("ingested_at", sa.DateTime, nullable=False),
+    sa.Column("started_day", sa.Date, nullable=False),
+    sa.Column("finished_day", sa.Date, nullable=True),
+    sa.Index("ix_dora_incidents_started_day", "started_day", "service", "team", "env"),
+    sa.Index("ix_dora_incidents_finished_day", "finished_day", "service", "team", "env"),
+)
+
+# Service catalog from DORA_CONFIG (service -> team), joined when an event names no team.
+dora_service_catalog = sa.Table(
+    "dora_service_catalog",
+    metadata,
+    sa.Column("service", sa.String(255), primary_key=True),
+    sa.Column("team", sa.String(255), nullable=False),
+)
+
+# --- metrics --------------------------------------------------------------------------
+
+
+def _metric_keys() -> list[sa.Column]:
+    return [
+        sa.Column("day", sa.Date, primary_key=True),
+        sa.Column("service", sa.String(255), primary_key=True),
+        sa.Column("team", sa.String(255), primary_key=True),
+        sa.Column("env", sa.String(255), primary_key=True),
+    ]
+
+
+dora_change_failure_rate_daily = sa.Table(
+    "dora_change_failure_rate_daily",
+    metadata,
+    *_metric_keys(),
+    sa.Column("deployments", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("change_failure_rate", sa.Float, nullable=True),
+)
+
+dora_time_to_restore_daily = sa.Table(
+    "dora_time_to_restore_daily",
+    metadata,
+    *_metric_keys(),
+    sa.Column("resolved_incidents", sa.Integer, nullable=False),
+    sa.Column("total_seconds", sa.Float, nullable=False),
+    sa.Column("mean_seconds", sa.Float, nullable=False),
+    sa.Column("median_seconds", sa.Float, nullable=False),
+    sa.Column("p90_seconds", sa.Float, nullable=False),
+    sa.Column("max_seconds", sa.Float, nullable=False),
+)

@@ -1,0 +1,5 @@
+"""The `dora` code location (loaded by workspace.yaml)."""
+
+import dagster as dg
+
+defs = dg.Definitions(assets=[])
