@@ -1,0 +1,117 @@
+"""`DORA_CONFIG`: the small service catalog and the PagerDuty service mapping and filters.
+
+```yaml
+services:                 # catalog: the team that owns each service
+  checkout: {team: payments}
+pagerduty:
+  services:               # PagerDuty service id or name -> what we record
+    PX1234: {service: checkout, env: prod}
+    "Search API": {service: search, team: discovery, env: staging}
+  filters:                # optional; an empty or missing list lets everything through
+    urgencies: [high]
+    priorities: [P1, P2]
+    services: [PX1234, "Search API"]
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from connectors import settings
+
+
+class ConfigError(ValueError):
+    """DORA_CONFIG is unreadable or malformed; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ServiceMapping:
+    """What a PagerDuty service is recorded as; None falls back to the defaults."""
+
+    service: str | None = None
+    team: str | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True)
+class IncidentFilters:
+    urgencies: frozenset[str] = frozenset()
+    priorities: frozenset[str] = frozenset()
+    services: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class DoraConfig:
+    service_teams: dict[str, str] = field(default_factory=dict)
+    pagerduty_services: dict[str, ServiceMapping] = field(default_factory=dict)
+    pagerduty_filters: IncidentFilters = field(default_factory=IncidentFilters)
+
+    def team_of(self, service: str) -> str:
+        """The catalog team of a service, or '' when the catalog does not list it."""
+        return self.service_teams.get(service, "")
+
+
+def _mapping(value: object, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping")
+    return value
+
+
+def _names(value: object, where: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list")
+    return frozenset(str(item) for item in value)
+
+
+def parse_config(document: object, source: str = "DORA_CONFIG") -> DoraConfig:
+    root = _mapping(document, source)
+    service_teams = {}
+    for name, entry in _mapping(root.get("services"), f"{source}: services").items():
+        entry = _mapping(entry, f"{source}: services.{name}")
+        if "team" in entry:
+            service_teams[str(name)] = str(entry["team"])
+    pagerduty = _mapping(root.get("pagerduty"), f"{source}: pagerduty")
+    mapping = {}
+    for key, entry in _mapping(pagerduty.get("services"), f"{source}: pagerduty.services").items():
+        entry = _mapping(entry, f"{source}: pagerduty.services.{key}")
+        unknown = set(entry) - {"service", "team", "env"}
+        if unknown:
+            raise ConfigError(
+                f"{source}: pagerduty.services.{key} has unknown keys {sorted(unknown)};"
+                " use service, team and env"
+            )
+        mapping[str(key)] = ServiceMapping(
+            **{k: str(v) for k, v in entry.items() if v is not None}
+        )
+    filters = _mapping(pagerduty.get("filters"), f"{source}: pagerduty.filters")
+    return DoraConfig(
+        service_teams=service_teams,
+        pagerduty_services=mapping,
+        pagerduty_filters=IncidentFilters(
+            urgencies=_names(filters.get("urgencies"), f"{source}: pagerduty.filters.urgencies"),
+            priorities=_names(filters.get("priorities"), f"{source}: pagerduty.filters.priorities"),
+            services=_names(filters.get("services"), f"{source}: pagerduty.filters.services"),
+        ),
+    )
+
+
+def load_config(path: Path | str | None = None) -> DoraConfig:
+    """Read `path`, else `DORA_CONFIG`, else `./dora.yaml`; no file means an empty config."""
+    target = Path(path) if path else settings.config_path()
+    if target is None:
+        return DoraConfig()
+    try:
+        document = yaml.safe_load(target.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"DORA_CONFIG file {target} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"DORA_CONFIG file {target} is not valid YAML: {error}") from None
+    return parse_config(document, str(target))
