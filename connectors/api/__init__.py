@@ -1,0 +1,1 @@
+"""The Datadog-compatible event API (FastAPI)."""
