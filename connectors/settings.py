@@ -10,6 +10,8 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 DEFAULT_PAGERDUTY_API_URL = "https://api.pagerduty.com"
 DEFAULT_START_DATE = "2025-01-01"
 DEFAULT_CONFIG_FILE = "dora.yaml"
+DEFAULT_CLI_MAX_ATTEMPTS = 5
+DEFAULT_CLI_RETRY_BASE_SECONDS = 0.5
 
 
 def _csv(value: str | None) -> list[str]:
@@ -30,6 +32,30 @@ def api_url() -> str:
 
 def api_key() -> str | None:
     return os.environ.get("DORA_API_KEY") or None
+
+
+def cli_max_attempts() -> int:
+    """`DORA_CLI_MAX_ATTEMPTS`: deliveries the CLI tries before giving up (at least 1)."""
+    value = os.environ.get("DORA_CLI_MAX_ATTEMPTS") or str(DEFAULT_CLI_MAX_ATTEMPTS)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(
+            f"DORA_CLI_MAX_ATTEMPTS must be a whole number of at least 1, not {value!r}"
+        )
+    return int(value)
+
+
+def cli_retry_base_seconds() -> float:
+    """`DORA_CLI_RETRY_BASE_SECONDS`: the first retry's backoff; each later one doubles it."""
+    value = os.environ.get("DORA_CLI_RETRY_BASE_SECONDS") or str(DEFAULT_CLI_RETRY_BASE_SECONDS)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(
+            f"DORA_CLI_RETRY_BASE_SECONDS must be a number of seconds >= 0, not {value!r}"
+        )
+    return seconds
 
 
 def pagerduty_api_url() -> str:
