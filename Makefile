@@ -23,6 +23,7 @@ demo: install
 
 dev: install
 	mkdir -p "$(DAGSTER_HOME)"
+	touch "$(DAGSTER_HOME)/dagster.yaml"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install

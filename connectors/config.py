@@ -88,9 +88,7 @@ def parse_config(document: object, source: str = "DORA_CONFIG") -> DoraConfig:
                 f"{source}: pagerduty.services.{key} has unknown keys {sorted(unknown)};"
                 " use service, team and env"
             )
-        mapping[str(key)] = ServiceMapping(
-            **{k: str(v) for k, v in entry.items() if v is not None}
-        )
+        mapping[str(key)] = ServiceMapping(**{k: str(v) for k, v in entry.items() if v is not None})
     filters = _mapping(pagerduty.get("filters"), f"{source}: pagerduty.filters")
     return DoraConfig(
         service_teams=service_teams,

@@ -71,7 +71,7 @@ def start_date() -> str:
 
 
 def config_path() -> Path | None:
-    """`DORA_CONFIG` when set (it must exist), else `dora.yaml` in the working directory if present."""
+    """`DORA_CONFIG` when set (it must exist), else `./dora.yaml` when present."""
     explicit = os.environ.get("DORA_CONFIG")
     if explicit:
         return Path(explicit)

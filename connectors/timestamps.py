@@ -23,7 +23,7 @@ class TimestampError(ValueError):
 
 
 def from_epoch_number(value: int) -> datetime:
-    """Unix time in s, ms, µs or ns, told apart by magnitude (|n| < 1e11 s, < 1e14 ms, < 1e17 µs)."""
+    """Unix time in s, ms, µs or ns by magnitude (|n| < 1e11 s, < 1e14 ms, < 1e17 µs)."""
     magnitude = abs(value)
     if magnitude < 10**11:
         micros = value * 1_000_000

@@ -2,4 +2,44 @@
 
 import dagster as dg
 
-defs = dg.Definitions(assets=[])
+from dora_assets import freshness, schedules, sensors
+from dora_assets.ingest.event_api import event_api_events_asset
+from dora_assets.ingest.pagerduty import pagerduty_incidents_asset
+from dora_assets.metrics.change_failure_rate import (
+    dora_change_failure_rate_daily_asset,
+    dora_change_failure_rate_daily_reconciliation,
+)
+from dora_assets.metrics.time_to_restore import (
+    dora_time_to_restore_daily_asset,
+    dora_time_to_restore_daily_reconciliation,
+)
+from dora_assets.normalized.deployments import dora_deployments_asset, dora_deployments_checks
+from dora_assets.normalized.incidents import dora_incidents_asset, dora_incidents_checks
+from dora_assets.resources import PagerDutyResource, WarehouseResource
+
+defs = dg.Definitions(
+    assets=dg.map_asset_specs(
+        freshness.attach_freshness_policy,
+        [
+            pagerduty_incidents_asset,
+            event_api_events_asset,
+            dora_deployments_asset,
+            dora_incidents_asset,
+            dora_change_failure_rate_daily_asset,
+            dora_time_to_restore_daily_asset,
+        ],
+    ),
+    asset_checks=[
+        dora_deployments_checks,
+        dora_incidents_checks,
+        dora_change_failure_rate_daily_reconciliation,
+        dora_time_to_restore_daily_reconciliation,
+        *freshness.freshness_checks,
+    ],
+    schedules=schedules.schedules,
+    sensors=sensors.sensors,
+    resources={
+        "warehouse": WarehouseResource(),
+        "pagerduty": PagerDutyResource.from_environment(),
+    },
+)

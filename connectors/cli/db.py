@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from connectors import settings
 from connectors.warehouse import create_engine, upgrade
 
 
