@@ -1,0 +1,564 @@
+"""A year's single-run backfill of both metric assets, against DuckDB doing the same work.
+
+Builds a warehouse with one year, 200 services, 1,000,000 deployments and 100,000
+incidents written straight into `dora_deployments`/`dora_incidents` (bulk load, not
+timed), then times, in one process:
+
+- the Dagster backfill: `dg.materialize` of both metric assets and their
+  reconciliation checks over all 365 daily partitions as ONE run (partition range
+  tags), on SQLite and on PostgreSQL. The Dagster instance is ephemeral (in memory)
+  by default; `--dagster-instance temp` uses an on-disk SQLite DAGSTER_HOME in a
+  temporary folder, which adds Dagster's own per-event bookkeeping;
+- DuckDB computing the same two tables from the same rows read out of the warehouse
+  with SQLAlchemy and pandas (what a notebook user would do), per database;
+- DuckDB on rows already in memory (the floor).
+
+Every path's tables are compared value by value. It repeats the SQLite backfill at
+half the rows to show how cost grows, samples peak RSS (this process and its
+children) and ends with one JSON line.
+
+PostgreSQL: `--postgres-url` or DORA_TEST_POSTGRES_URL names a server; the bench
+creates and drops its own database there.
+"""
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import psutil
+import sqlalchemy as sa
+
+from connectors.warehouse import open_warehouse
+from connectors.warehouse.schema import (
+    dora_change_failure_rate_daily,
+    dora_deployments,
+    dora_incidents,
+    dora_time_to_restore_daily,
+)
+from dora_assets.metrics.change_failure_rate import (
+    dora_change_failure_rate_daily_asset,
+    dora_change_failure_rate_daily_reconciliation,
+)
+from dora_assets.metrics.time_to_restore import (
+    dora_time_to_restore_daily_asset,
+    dora_time_to_restore_daily_reconciliation,
+)
+from dora_assets.resources import WarehouseResource
+
+YEAR_START = dt.date(2025, 1, 1)
+DAYS = 365
+YEAR_END = YEAR_START + dt.timedelta(days=DAYS)
+SERVICES = 200
+TEAMS = 20
+LOAD_CHUNK = 100_000
+KEY = ["day", "service", "team", "env"]
+METRIC_RUN = [
+    dora_change_failure_rate_daily_asset,
+    dora_time_to_restore_daily_asset,
+    dora_change_failure_rate_daily_reconciliation,
+    dora_time_to_restore_daily_reconciliation,
+]
+RANGE_TAGS = {
+    "dagster/asset_partition_range_start": YEAR_START.isoformat(),
+    "dagster/asset_partition_range_end": (YEAR_END - dt.timedelta(days=1)).isoformat(),
+}
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    deployments: pd.DataFrame  # service, team, env, started_at, finished_at, finished_day
+    incidents: pd.DataFrame  # + status, started_day; finished_* NaT when open
+
+
+def _keys(rng: np.random.Generator, count: int) -> dict[str, pd.Categorical]:
+    service = rng.integers(0, SERVICES, count)
+    names = np.array([f"svc-{n:03d}" for n in range(SERVICES)])
+    teams = np.array([f"team-{n % TEAMS:02d}" for n in range(SERVICES)])
+    env = np.where(rng.random(count) < 0.85, "prod", "staging")
+    return {
+        "service": pd.Categorical(names[service]),
+        "team": pd.Categorical(teams[service]),
+        "env": pd.Categorical(env),
+    }
+
+
+def _moments(rng: np.random.Generator, count: int) -> np.ndarray:
+    seconds = rng.integers(0, DAYS * 86_400, count)
+    return np.datetime64(YEAR_START.isoformat(), "s") + seconds.astype("timedelta64[s]")
+
+
+def generate(deployments: int, incidents: int, seed: int = 7) -> Dataset:
+    """Whole-second timestamps, so every database measures durations identically."""
+    rng = np.random.default_rng(seed)
+    finished = _moments(rng, deployments)
+    deployed = pd.DataFrame(
+        {
+            **_keys(rng, deployments),
+            "started_at": finished - rng.integers(60, 1_800, deployments).astype("timedelta64[s]"),
+            "finished_at": finished,
+        }
+    )
+    started = _moments(rng, incidents)
+    resolved = rng.random(incidents) < 0.9
+    duration = np.clip(rng.lognormal(8.0, 1.5, incidents), 60, 14 * 86_400).astype("int64")
+    restored = np.where(resolved, started + duration.astype("timedelta64[s]"), np.datetime64("NaT"))
+    incident_frame = pd.DataFrame(
+        {
+            **_keys(rng, incidents),
+            "status": np.where(resolved, "resolved", "open"),
+            "started_at": started,
+            "finished_at": restored,
+        }
+    )
+    for frame, column in (
+        (deployed, "finished"),
+        (incident_frame, "started"),
+        (incident_frame, "finished"),
+    ):
+        frame[f"{column}_day"] = frame[f"{column}_at"].dt.floor("D")
+    return Dataset(deployed, incident_frame)
+
+
+def _text(moments: pd.Series) -> np.ndarray:
+    """SQLAlchemy's SQLite DateTime text: `YYYY-MM-DD HH:MM:SS.ffffff`."""
+    text = np.datetime_as_string(moments.to_numpy("datetime64[us]"), unit="us")
+    text = np.char.replace(text, "T", " ")
+    return np.where(moments.isna().to_numpy(), None, text)
+
+
+def _day_text(days: pd.Series) -> np.ndarray:
+    text = np.datetime_as_string(days.to_numpy("datetime64[D]"), unit="D")
+    return np.where(days.isna().to_numpy(), None, text)
+
+
+def warehouse_chunks(data: Dataset) -> Iterator[tuple[sa.Table, pd.DataFrame]]:
+    """The rows as the warehouse stores them, a chunk at a time (memory stays flat)."""
+    ingested = "2026-01-01 00:00:00.000000"
+    for start in range(0, len(data.deployments), LOAD_CHUNK):
+        part = data.deployments.iloc[start : start + LOAD_CHUNK]
+        yield (
+            dora_deployments,
+            pd.DataFrame(
+                {
+                    "deployment_id": [f"d{n}" for n in range(start, start + len(part))],
+                    "service": part["service"].astype(str).to_numpy(),
+                    "team": part["team"].astype(str).to_numpy(),
+                    "env": part["env"].astype(str).to_numpy(),
+                    "started_at": _text(part["started_at"]),
+                    "finished_at": _text(part["finished_at"]),
+                    "source": "api",
+                    "ingested_at": ingested,
+                    "finished_day": _day_text(part["finished_day"]),
+                }
+            ),
+        )
+    for start in range(0, len(data.incidents), LOAD_CHUNK):
+        part = data.incidents.iloc[start : start + LOAD_CHUNK]
+        yield (
+            dora_incidents,
+            pd.DataFrame(
+                {
+                    "incident_id": [f"i{n}" for n in range(start, start + len(part))],
+                    "service": part["service"].astype(str).to_numpy(),
+                    "team": part["team"].astype(str).to_numpy(),
+                    "env": part["env"].astype(str).to_numpy(),
+                    "status": part["status"].to_numpy(),
+                    "started_at": _text(part["started_at"]),
+                    "finished_at": _text(part["finished_at"]),
+                    "source": "api",
+                    "ingested_at": ingested,
+                    "started_day": _day_text(part["started_day"]),
+                    "finished_day": _day_text(part["finished_day"]),
+                }
+            ),
+        )
+
+
+def load_sqlite(path: Path, data: Dataset) -> None:
+    connection = sqlite3.connect(path)
+    with connection:
+        for table, chunk in warehouse_chunks(data):
+            columns = ", ".join(chunk.columns)
+            marks = ", ".join("?" * len(chunk.columns))
+            connection.executemany(
+                f"INSERT INTO {table.name} ({columns}) VALUES ({marks})",
+                chunk.itertuples(index=False, name=None),
+            )
+    connection.execute("ANALYZE")
+    connection.close()
+
+
+def load_postgres(engine: sa.Engine, data: Dataset) -> None:
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        for table, chunk in warehouse_chunks(data):
+            buffer = io.StringIO()
+            chunk.to_csv(buffer, index=False, header=False)
+            columns = ", ".join(chunk.columns)
+            with cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(buffer.getvalue())
+        raw.commit()
+    finally:
+        raw.close()
+    # A live warehouse is vacuumed by autovacuum; a freshly bulk-loaded one is not, and
+    # its index-only scans would visit every heap page.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM ANALYZE dora_deployments")
+        connection.exec_driver_sql("VACUUM ANALYZE dora_incidents")
+
+
+# --- the three ways to compute the metrics ------------------------------------------------
+
+
+@contextmanager
+def dagster_instance(kind: str) -> Iterator[dg.DagsterInstance]:
+    if kind == "ephemeral":
+        yield dg.DagsterInstance.ephemeral()
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="dagster_home_") as home,
+        dg.DagsterInstance.local_temp(home) as instance,
+    ):
+        yield instance
+
+
+def dagster_backfill(url: str, instance_kind: str) -> tuple[float, dict[str, float]]:
+    """Seconds for the whole single run, and the seconds each step took inside it."""
+    with dagster_instance(instance_kind) as instance:
+        started = time.perf_counter()
+        result = dg.materialize(
+            METRIC_RUN,
+            resources={"warehouse": WarehouseResource(url=url)},
+            instance=instance,
+            tags=RANGE_TAGS,
+        )
+        elapsed = time.perf_counter() - started
+    if not result.success:
+        raise SystemExit("the Dagster backfill failed")
+    checks = result.get_asset_check_evaluations()
+    if not all(check.passed for check in checks):
+        raise SystemExit("a reconciliation check failed")
+    step_seconds = {}
+    for event in result.all_events:
+        if event.event_type_value == "STEP_SUCCESS":
+            step_seconds[event.step_key] = event.event_specific_data.duration_ms / 1000
+    return elapsed, step_seconds
+
+
+CHANGE_FAILURE_RATE_SQL = """
+WITH tallies AS (
+    SELECT finished_day AS day, service, team, env, count(*) AS deployments, 0 AS failures
+    FROM deployments WHERE finished_day >= $first AND finished_day < $end GROUP BY ALL
+    UNION ALL
+    SELECT started_day, service, team, env, 0, count(*)
+    FROM incidents WHERE started_day >= $first AND started_day < $end GROUP BY ALL
+)
+SELECT day, service, team, env, sum(deployments) AS deployments, sum(failures) AS failures,
+       CASE WHEN sum(deployments) > 0 THEN sum(failures) / sum(deployments) END
+           AS change_failure_rate
+FROM tallies GROUP BY ALL
+"""
+
+TIME_TO_RESTORE_SQL = """
+WITH restores AS (
+    SELECT finished_day AS day, service, team, env,
+           round((epoch(finished_at) - epoch(started_at)) * 1000) / 1000 AS seconds
+    FROM incidents
+    WHERE status = 'resolved' AND finished_day >= $first AND finished_day < $end
+)
+SELECT day, service, team, env, count(*) AS resolved_incidents, sum(seconds) AS total_seconds,
+       avg(seconds) AS mean_seconds, quantile_cont(seconds, 0.5) AS median_seconds,
+       quantile_cont(seconds, 0.9) AS p90_seconds, max(seconds) AS max_seconds
+FROM restores GROUP BY ALL
+"""
+
+
+def duckdb_metrics(deployments: pd.DataFrame, incidents: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    connection = duckdb.connect()
+    connection.register("deployments", deployments)
+    connection.register("incidents", incidents)
+    window = {"first": YEAR_START, "end": YEAR_END}
+    tables = {
+        dora_change_failure_rate_daily.name: connection.execute(
+            CHANGE_FAILURE_RATE_SQL, window
+        ).df(),
+        dora_time_to_restore_daily.name: connection.execute(TIME_TO_RESTORE_SQL, window).df(),
+    }
+    connection.close()
+    return tables
+
+
+def duckdb_from_warehouse(url: str) -> tuple[float, dict[str, pd.DataFrame]]:
+    """Read the needed columns out of the warehouse, then let DuckDB compute; all timed."""
+    engine = open_warehouse(url)
+    d, i = dora_deployments.c, dora_incidents.c
+    started = time.perf_counter()
+    with engine.connect() as connection:
+        deployments = pd.read_sql(sa.select(d.finished_day, d.service, d.team, d.env), connection)
+        incidents = pd.read_sql(
+            sa.select(
+                i.started_day,
+                i.finished_day,
+                i.service,
+                i.team,
+                i.env,
+                i.status,
+                i.started_at,
+                i.finished_at,
+            ),
+            connection,
+        )
+    for frame in (deployments, incidents):
+        for column in ("finished_day", "started_day"):
+            if column in frame:
+                frame[column] = pd.to_datetime(frame[column])
+    tables = duckdb_metrics(deployments, incidents)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return elapsed, tables
+
+
+def warehouse_tables(url: str) -> dict[str, pd.DataFrame]:
+    engine = open_warehouse(url)
+    with engine.connect() as connection:
+        tables = {
+            table.name: pd.read_sql(sa.select(table), connection)
+            for table in (dora_change_failure_rate_daily, dora_time_to_restore_daily)
+        }
+    engine.dispose()
+    return tables
+
+
+def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["day"] = pd.to_datetime(frame["day"]).dt.strftime("%Y-%m-%d")
+    for column in ("service", "team", "env"):
+        frame[column] = frame[column].astype(str)
+    return frame.sort_values(KEY).reset_index(drop=True)
+
+
+def tables_agree(left: dict[str, pd.DataFrame], right: dict[str, pd.DataFrame]) -> bool:
+    for name, table in left.items():
+        a, b = _canonical(table), _canonical(right[name])
+        if len(a) != len(b) or not (a[KEY] == b[KEY][KEY]).all().all():
+            return False
+        for column in a.columns.difference(KEY):
+            x = a[column].astype("float64").to_numpy()
+            y = b[column].astype("float64").to_numpy()
+            if not np.allclose(x, y, rtol=1e-9, atol=1e-6, equal_nan=True):
+                return False
+    return True
+
+
+# --- harness -------------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Samples the RSS of this process plus its children every 20 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = me.memory_info().rss
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    admin = sa.create_engine(
+        sa.make_url(admin_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    name = f"dora_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def sqlite_warehouse(folder: Path, name: str, data: Dataset) -> str:
+    path = folder / f"{name}.db"
+    url = f"sqlite:///{path}"
+    open_warehouse(url).dispose()
+    load_sqlite(path, data)
+    return url
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def timed(label: str, action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    elapsed = time.perf_counter() - started
+    say(f"  {label}: {elapsed:.1f} s")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="50,000 deployments, 5,000 incidents")
+    parser.add_argument("--deployments", type=int, default=1_000_000)
+    parser.add_argument("--incidents", type=int, default=100_000)
+    parser.add_argument("--postgres-url", default=os.environ.get("DORA_TEST_POSTGRES_URL"))
+    parser.add_argument("--dagster-instance", choices=["ephemeral", "temp"], default="ephemeral")
+    args = parser.parse_args()
+    deployments, incidents = (50_000, 5_000) if args.quick else (args.deployments, args.incidents)
+    figures: dict[str, object] = {
+        "deployments": deployments,
+        "incidents": incidents,
+        "partitions": DAYS,
+        "services": SERVICES,
+        "dagster_instance": args.dagster_instance,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+    with PeakMemory() as memory, tempfile.TemporaryDirectory(prefix="dora_bench_") as scratch:
+        folder = Path(scratch)
+        say(f"generating {deployments:,} deployments and {incidents:,} incidents over {DAYS} days")
+        data = generate(deployments, incidents)
+
+        say("Dagster's own cost: the same backfill over an empty SQLite warehouse")
+        empty_url = f"sqlite:///{folder / 'empty.db'}"
+        open_warehouse(empty_url).dispose()
+        dagster_overhead_s, _ = dagster_backfill(empty_url, args.dagster_instance)
+        say(f"  {dagster_overhead_s:.2f} s")
+
+        say("bulk load (not timed)")
+        sqlite_url = sqlite_warehouse(folder, "full", data)
+
+        say("SQLite warehouse")
+        with PeakMemory() as backfill_memory:
+            sqlite_s, sqlite_steps = dagster_backfill(sqlite_url, args.dagster_instance)
+        say(
+            f"  Dagster single-run backfill, 365 partitions x 2 assets: {sqlite_s:.2f} s"
+            f" (steps: {sqlite_steps})"
+        )
+        duckdb_sqlite_s, duckdb_sqlite = duckdb_from_warehouse(sqlite_url)
+        say(f"  DuckDB from the SQLite warehouse: {duckdb_sqlite_s:.2f} s")
+        results = {"sqlite": warehouse_tables(sqlite_url), "duckdb_from_sqlite": duckdb_sqlite}
+
+        started = time.perf_counter()
+        results["duckdb_in_memory"] = duckdb_metrics(data.deployments, data.incidents)
+        duckdb_in_memory_s = time.perf_counter() - started
+        say(f"DuckDB on rows in memory: {duckdb_in_memory_s:.2f} s")
+
+        postgres_s = duckdb_postgres_s = None
+        if args.postgres_url:
+            say("PostgreSQL warehouse")
+            with postgres_database(args.postgres_url) as postgres_url:
+                engine = open_warehouse(postgres_url)
+                load_postgres(engine, data)
+                engine.dispose()
+                postgres_s, postgres_steps = dagster_backfill(postgres_url, args.dagster_instance)
+                say(f"  Dagster single-run backfill: {postgres_s:.2f} s {postgres_steps}")
+                duckdb_postgres_s, results["duckdb_from_postgres"] = duckdb_from_warehouse(
+                    postgres_url
+                )
+                say(f"  DuckDB from the PostgreSQL warehouse: {duckdb_postgres_s:.2f} s")
+                results["postgres"] = warehouse_tables(postgres_url)
+        else:
+            say("no --postgres-url / DORA_TEST_POSTGRES_URL: PostgreSQL skipped")
+
+        say("half the rows, SQLite")
+        del data
+        half = generate(deployments // 2, incidents // 2)
+        half_url = sqlite_warehouse(folder, "half", half)
+        half_rows_sqlite_s, _ = dagster_backfill(half_url, args.dagster_instance)
+        say(f"  Dagster single-run backfill: {half_rows_sqlite_s:.2f} s")
+
+        reference = results["duckdb_in_memory"]
+        agreement = {name: tables_agree(reference, tables) for name, tables in results.items()}
+
+    figures.update(
+        {
+            "sqlite_s": round(sqlite_s, 3),
+            "postgres_s": round(postgres_s, 3) if postgres_s is not None else None,
+            "duckdb_from_warehouse_s": round(duckdb_sqlite_s, 3),
+            "duckdb_from_postgres_s": (
+                round(duckdb_postgres_s, 3) if duckdb_postgres_s is not None else None
+            ),
+            "duckdb_in_memory_s": round(duckdb_in_memory_s, 3),
+            "dagster_empty_backfill_s": round(dagster_overhead_s, 3),
+            "half_rows_sqlite_s": round(half_rows_sqlite_s, 3),
+            "full_over_half_sqlite": round(sqlite_s / half_rows_sqlite_s, 2),
+            "sqlite_over_duckdb_from_warehouse": round(sqlite_s / duckdb_sqlite_s, 2),
+            "postgres_over_duckdb_from_postgres": (
+                round(postgres_s / duckdb_postgres_s, 2)
+                if postgres_s and duckdb_postgres_s
+                else None
+            ),
+            "sqlite_over_duckdb_in_memory": round(sqlite_s / duckdb_in_memory_s, 1),
+            "peak_rss_mb": round(memory.peak / 2**20, 1),
+            "sqlite_backfill_peak_rss_mb": round(backfill_memory.peak / 2**20, 1),
+            "values_agree": all(agreement.values()),
+            "agreement": agreement,
+        }
+    )
+    say("")
+    say(
+        f"SQLite: {sqlite_s:.2f} s ="
+        f" {figures['sqlite_over_duckdb_from_warehouse']}x DuckDB from the warehouse"
+    )
+    if postgres_s is not None:
+        say(
+            f"PostgreSQL: {postgres_s:.2f} s ="
+            f" {figures['postgres_over_duckdb_from_postgres']}x DuckDB from PostgreSQL"
+        )
+    say(
+        "of which Dagster's own bookkeeping (the same run on an empty warehouse):"
+        f" {dagster_overhead_s:.2f} s"
+    )
+    say(f"full / half rows on SQLite: {figures['full_over_half_sqlite']} (2.0 would be linear)")
+    say(
+        f"peak RSS: {figures['peak_rss_mb']} MiB;"
+        f" values agree: {figures['values_agree']} {agreement}"
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""`dora_change_failure_rate_daily`: deployments, failures and their ratio per UTC day."""
+
+import datetime as dt
+
+import dagster as dg
+import sqlalchemy as sa
+
+from connectors.warehouse.schema import (
+    dora_change_failure_rate_daily,
+    dora_deployments,
+    dora_incidents,
+)
+from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata, table_metadata
+from dora_assets.metrics.reconcile import reconciliation_check
+from dora_assets.partition_metadata import attach_partition_metadata
+from dora_assets.partitions import daily_partitions, day_range
+from dora_assets.resources import WarehouseResource
+from dora_assets.sql import insert_from_select
+
+table = dora_change_failure_rate_daily
+
+
+def deployments_per_day(first_day: dt.date, end_day: dt.date) -> sa.Select:
+    d = dora_deployments.c
+    return (
+        sa.select(
+            d.finished_day.label("day"),
+            d.service,
+            d.team,
+            d.env,
+            sa.func.count().label("deployments"),
+            sa.literal(0).label("failures"),
+        )
+        .where(d.finished_day >= first_day, d.finished_day < end_day)
+        .group_by(d.finished_day, d.service, d.team, d.env)
+    )
+
+
+def failures_per_day(first_day: dt.date, end_day: dt.date) -> sa.Select:
+    i = dora_incidents.c
+    return (
+        sa.select(
+            i.started_day.label("day"),
+            i.service,
+            i.team,
+            i.env,
+            sa.literal(0).label("deployments"),
+            sa.func.count().label("failures"),
+        )
+        .where(i.started_day >= first_day, i.started_day < end_day)
+        .group_by(i.started_day, i.service, i.team, i.env)
+    )
+
+
+def change_failure_rate_rows(first_day: dt.date, end_day: dt.date) -> sa.Select:
+    """The metric rows of `[first_day, end_day)`, computed entirely in the database.
+
+    Each side is grouped on its indexed day column first (no per-row functions), so
+    the outer grouping only merges the two small per-key tallies.
+    """
+    tallies = sa.union_all(
+        deployments_per_day(first_day, end_day), failures_per_day(first_day, end_day)
+    ).subquery("tallies")
+    deployments = sa.func.sum(tallies.c.deployments)
+    failures = sa.func.sum(tallies.c.failures)
+    return sa.select(
+        tallies.c.day,
+        tallies.c.service,
+        tallies.c.team,
+        tallies.c.env,
+        deployments,
+        failures,
+        sa.case((deployments > 0, sa.cast(failures, sa.Float) / deployments), else_=sa.null()),
+    ).group_by(tallies.c.day, tallies.c.service, tallies.c.team, tallies.c.env)
+
+
+def org_figures_per_day(
+    connection: sa.Connection, first_day: dt.date, end_day: dt.date
+) -> dict[dt.date, dict[str, float | int | None]]:
+    c = table.c
+    rows = connection.execute(
+        sa.select(
+            c.day,
+            sa.func.count(),
+            sa.func.sum(c.deployments),
+            sa.func.sum(c.failures),
+        )
+        .where(c.day >= first_day, c.day < end_day)
+        .group_by(c.day)
+    )
+    return {
+        day: {
+            "dagster/row_count": int(row_count),
+            "deployments": int(deployments),
+            "failures": int(failures),
+            "org_change_failure_rate": failures / deployments if deployments else None,
+        }
+        for day, row_count, deployments, failures in rows
+    }
+
+
+@dg.asset(
+    key="dora_change_failure_rate_daily",
+    group_name="metrics",
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["dora_deployments", "dora_incidents"],
+    kinds={"sql", WAREHOUSE_KIND},
+    owners=OWNERS,
+    metadata=table_definition_metadata(table),
+    description="""
+**Change failure rate per UTC day, service, team and env** (key `day`, `service`,
+`team`, `env`).
+
+- `deployments`: deployments that finished that UTC day;
+- `failures`: incidents that started that UTC day (open ones included; an incident
+  naming several services counts once for each);
+- `change_failure_rate = failures / deployments`, NULL when there were no deployments.
+
+Counts are additive: a window's rate is `sum(failures) / sum(deployments)`. A run
+computes its whole partition range with one `INSERT ... SELECT` (a union of the two
+per-day tallies, grouped) and replaces those days in one transaction. Each partition's
+materialization carries the org-wide rate of its day.
+""",
+)
+def dora_change_failure_rate_daily_asset(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    first_day, end_day = day_range(context.partition_key_range)
+    with warehouse.replacing_days(table, first_day, end_day) as connection:
+        inserted = insert_from_select(
+            connection, table, change_failure_rate_rows(first_day, end_day)
+        )
+        figures = org_figures_per_day(connection, first_day, end_day)
+        metadata = table_metadata(
+            connection,
+            table,
+            inserted,
+            sa.select(table)
+            .where(table.c.day >= first_day, table.c.day < end_day)
+            .order_by(table.c.day.desc(), table.c.failures.desc()),
+        )
+    return attach_partition_metadata(
+        context, figures, {**metadata, "range_row_count": dg.MetadataValue.int(inserted)}
+    )
+
+
+dora_change_failure_rate_daily_reconciliation = reconciliation_check(
+    table,
+    measures={
+        "deployments": (dora_deployments.c.finished_day, sa.func.count()),
+        "failures": (dora_incidents.c.started_day, sa.func.count()),
+    },
+)
