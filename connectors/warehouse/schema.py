@@ -80,23 +80,31 @@ api_failure_services = sa.Table(
 
 # --- landing: PagerDuty ---------------------------------------------------------------
 
+
+def _incident_state() -> list[sa.Column]:
+    """What one observation of a PagerDuty incident records, by pull or by webhook."""
+    return [
+        sa.Column("incident_id", sa.String(64), primary_key=True),
+        sa.Column("incident_number", sa.Integer, nullable=True),
+        _optional("title", 1024),
+        sa.Column("status", sa.String(32), nullable=False),
+        _optional("urgency", 32),
+        _optional("priority"),
+        _optional("service_id", 64),
+        _optional("service_name"),
+        sa.Column("teams", sa.Text, nullable=False, server_default="[]"),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("resolved_at", sa.DateTime, nullable=True),
+        _optional("html_url", 2048),
+        sa.Column("observed_at", sa.DateTime, nullable=False),
+    ]
+
+
 pagerduty_incidents = sa.Table(
     "pagerduty_incidents",
     metadata,
-    sa.Column("incident_id", sa.String(64), primary_key=True),
-    sa.Column("incident_number", sa.Integer, nullable=True),
-    _optional("title", 1024),
-    sa.Column("status", sa.String(32), nullable=False),
-    _optional("urgency", 32),
-    _optional("priority"),
-    _optional("service_id", 64),
-    _optional("service_name"),
-    sa.Column("teams", sa.Text, nullable=False, server_default="[]"),
-    sa.Column("created_at", sa.DateTime, nullable=False),
+    *_incident_state(),
     sa.Column("created_day", sa.Date, nullable=False, index=True),
-    sa.Column("resolved_at", sa.DateTime, nullable=True),
-    _optional("html_url", 2048),
-    sa.Column("observed_at", sa.DateTime, nullable=False),
     sa.Column("raw", sa.Text, nullable=False),
 )
 
@@ -112,23 +120,7 @@ pagerduty_webhook_deliveries = sa.Table(
 )
 
 # Incident state folded from webhook deliveries (latest event by occurred_at wins).
-pagerduty_webhook_incidents = sa.Table(
-    "pagerduty_webhook_incidents",
-    metadata,
-    sa.Column("incident_id", sa.String(64), primary_key=True),
-    sa.Column("incident_number", sa.Integer, nullable=True),
-    _optional("title", 1024),
-    sa.Column("status", sa.String(32), nullable=False),
-    _optional("urgency", 32),
-    _optional("priority"),
-    _optional("service_id", 64),
-    _optional("service_name"),
-    sa.Column("teams", sa.Text, nullable=False, server_default="[]"),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-    sa.Column("resolved_at", sa.DateTime, nullable=True),
-    _optional("html_url", 2048),
-    sa.Column("observed_at", sa.DateTime, nullable=False),
-)
+pagerduty_webhook_incidents = sa.Table("pagerduty_webhook_incidents", metadata, *_incident_state())
 
 # Watermarks of incremental readers (e.g. which landed events were already taken up).
 ingest_state = sa.Table(
