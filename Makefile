@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export DAGSTER_HOME ?= $(CURDIR)/.dora/dagster_home
+# The Dagster instance of `make dev` (and of `dora demo`, which defaults to the same folder).
+DEV_DAGSTER_HOME ?= $(CURDIR)/.dora/dagster_home
 
 .PHONY: install test demo dev bench lint format
 
@@ -22,9 +23,9 @@ demo: install
 	$(BIN)/dora demo
 
 dev: install
-	mkdir -p "$(DAGSTER_HOME)"
-	touch "$(DAGSTER_HOME)/dagster.yaml"
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	mkdir -p "$(DEV_DAGSTER_HOME)"
+	touch "$(DEV_DAGSTER_HOME)/dagster.yaml"
+	DAGSTER_HOME="$(DEV_DAGSTER_HOME)" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install
 	$(BIN)/python bench/api_ingest.py

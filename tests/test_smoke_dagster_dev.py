@@ -227,10 +227,11 @@ def dagster_dev(environment: dict[str, str], tmp_path: Path) -> Iterator[Dagster
             process.wait()
 
 
-def test_definitions_validate() -> None:
+def test_definitions_validate(tmp_path: Path) -> None:
     completed = subprocess.run(
         [str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=REPOSITORY,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=300,
