@@ -60,7 +60,7 @@ def test_every_asset_is_described_for_the_ui() -> None:
         else:
             assert node.partitions_def is None
     assert "pagerduty" in graph.get(dg.AssetKey("pagerduty_incidents")).kinds
-    assert "pandas" in graph.get(dg.AssetKey("dora_time_to_restore_daily")).kinds
+    assert "sql" in graph.get(dg.AssetKey("dora_time_to_restore_daily")).kinds
 
 
 def test_warehouse_url_defaults_to_the_environment(monkeypatch, sqlite_url: str) -> None:

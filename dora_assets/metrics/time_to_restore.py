@@ -3,7 +3,6 @@
 import datetime as dt
 
 import dagster as dg
-import pandas as pd
 import sqlalchemy as sa
 
 from connectors.warehouse.schema import dora_incidents, dora_time_to_restore_daily
@@ -12,7 +11,7 @@ from dora_assets.metrics.reconcile import reconciliation_check
 from dora_assets.partition_metadata import attach_partition_metadata
 from dora_assets.partitions import daily_partitions, day_range
 from dora_assets.resources import WarehouseResource
-from dora_assets.sql import insert_frame, seconds_between
+from dora_assets.sql import insert_from_select, percentile_cont, ranked, seconds_between
 
 table = dora_time_to_restore_daily
 KEY = ["day", "service", "team", "env"]
@@ -47,7 +46,7 @@ def sums_per_key(first_day: dt.date, end_day: dt.date) -> sa.Select:
 
 
 def durations(first_day: dt.date, end_day: dt.date) -> sa.Select:
-    """The reduced rows percentiles need: incident, key, seconds."""
+    """The rows percentiles need: incident, key, seconds."""
     return sa.select(
         incident.incident_id,
         incident.finished_day.label("day"),
@@ -58,42 +57,54 @@ def durations(first_day: dt.date, end_day: dt.date) -> sa.Select:
     ).where(_resolved_in(first_day, end_day))
 
 
-def frame(result: sa.CursorResult) -> pd.DataFrame:
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-
-
-def time_to_restore_rows(sums: pd.DataFrame, restores: pd.DataFrame) -> pd.DataFrame:
-    """Join the database's sums with per-key percentiles (linear interpolation, as
-    PostgreSQL's percentile_cont)."""
-    percentiles = (
-        restores.groupby(KEY, sort=False)["seconds"]
-        .quantile([0.5, 0.9])
-        .unstack()
-        .rename(columns={0.5: "median_seconds", 0.9: "p90_seconds"})
-        .reset_index()
-    )
-    return sums.merge(percentiles, on=KEY, how="left", validate="one_to_one")[
-        [column.name for column in table.columns]
-    ]
+def time_to_restore_rows(first_day: dt.date, end_day: dt.date) -> sa.Select:
+    """The metric rows of `[first_day, end_day)`, computed entirely in the database."""
+    restores = ranked(durations(first_day, end_day), "seconds", KEY)
+    seconds = restores.c.seconds
+    key = [restores.c[name] for name in KEY]
+    return sa.select(
+        *key,
+        sa.func.count(),
+        sa.func.sum(seconds),
+        sa.func.avg(seconds),
+        percentile_cont(restores, "seconds", 50),
+        percentile_cont(restores, "seconds", 90),
+        sa.func.max(seconds),
+    ).group_by(*key)
 
 
 def org_figures_per_day(
-    rows: pd.DataFrame, restores: pd.DataFrame
+    connection: sa.Connection, first_day: dt.date, end_day: dt.date
 ) -> dict[dt.date, dict[str, float | int | None]]:
     """Per day: rows written, incidents resolved org-wide and their median time to restore.
 
-    An incident affecting several services has one row per service; org-wide it counts once.
+    An incident affecting several services has one row per service; org-wide it counts
+    once (its rows share their times, so `min` just picks that one duration).
     """
-    incidents = restores.drop_duplicates(["day", "incident_id"])
-    per_day = incidents.groupby("day")["seconds"].agg(["count", "median"])
-    row_counts = rows.groupby("day").size()
+    restores = durations(first_day, end_day).subquery()
+    per_incident = sa.select(
+        restores.c.day, restores.c.incident_id, sa.func.min(restores.c.seconds).label("seconds")
+    ).group_by(restores.c.day, restores.c.incident_id)
+    incidents = ranked(per_incident, "seconds", ["day"])
+    resolved = connection.execute(
+        sa.select(
+            incidents.c.day, sa.func.count(), percentile_cont(incidents, "seconds", 50)
+        ).group_by(incidents.c.day)
+    )
+    row_counts = dict(
+        connection.execute(
+            sa.select(table.c.day, sa.func.count())
+            .where(table.c.day >= first_day, table.c.day < end_day)
+            .group_by(table.c.day)
+        ).all()
+    )
     return {
         day: {
-            "dagster/row_count": int(row_counts.get(day, 0)),
-            "resolved_incidents": int(count),
-            "org_median_time_to_restore_seconds": float(median),
+            "dagster/row_count": row_counts.get(day, 0),
+            "resolved_incidents": count,
+            "org_median_time_to_restore_seconds": median,
         }
-        for day, (count, median) in per_day.iterrows()
+        for day, count, median in resolved
     }
 
 
@@ -103,7 +114,7 @@ def org_figures_per_day(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=["dora_incidents"],
-    kinds={"sql", "pandas", WAREHOUSE_KIND},
+    kinds={"sql", WAREHOUSE_KIND},
     owners=OWNERS,
     metadata=table_definition_metadata(table),
     description="""
@@ -116,10 +127,10 @@ failure rate's `failures`).
 `mean_seconds`, `median_seconds`, `p90_seconds` (linear interpolation, as PostgreSQL's
 `percentile_cont`), `max_seconds`.
 
-A run covers its whole partition range: the database aggregates counts, totals, means
-and maxima; pandas takes only the reduced (incident, key, seconds) rows for the
-percentiles. The days are replaced in one transaction. Each partition's
-materialization carries the org-wide median time to restore of its day.
+A run computes its whole partition range with one `INSERT ... SELECT` (percentiles
+from window-function ranks, so no row leaves the database) and replaces those days in
+one transaction. Each partition's materialization carries the org-wide median time to
+restore of its day.
 """,
 )
 def dora_time_to_restore_daily_asset(
@@ -127,26 +138,18 @@ def dora_time_to_restore_daily_asset(
 ) -> dg.MaterializeResult:
     first_day, end_day = day_range(context.partition_key_range)
     with warehouse.replacing_days(table, first_day, end_day) as connection:
-        sums = frame(connection.execute(sums_per_key(first_day, end_day)))
-        restores = frame(connection.execute(durations(first_day, end_day)))
-        rows = (
-            time_to_restore_rows(sums, restores)
-            if len(sums)
-            else pd.DataFrame(columns=[column.name for column in table.columns])
-        )
-        insert_frame(connection, table, rows)
+        inserted = insert_from_select(connection, table, time_to_restore_rows(first_day, end_day))
+        figures = org_figures_per_day(connection, first_day, end_day)
         metadata = table_metadata(
             connection,
             table,
-            len(rows),
+            inserted,
             sa.select(table)
             .where(table.c.day >= first_day, table.c.day < end_day)
             .order_by(table.c.day.desc(), table.c.resolved_incidents.desc()),
         )
     return attach_partition_metadata(
-        context,
-        org_figures_per_day(rows, restores) if len(rows) else {},
-        {**metadata, "range_row_count": dg.MetadataValue.int(len(rows))},
+        context, figures, {**metadata, "range_row_count": dg.MetadataValue.int(inserted)}
     )
 
 
