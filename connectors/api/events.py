@@ -10,11 +10,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from connectors.api.auth import require_api_key
+from connectors.api.auth import AuthenticatedRoute
 from connectors.api.errors import ApiError, read_json_body
 from connectors.events import store
 from connectors.events.group_commit import GroupCommitWriter
@@ -32,7 +32,7 @@ from connectors.events.store import EventStore, StoredDeployment, StoredFailure
 DEPLOYMENT = "dora_deployment"
 FAILURE = "dora_failure"
 
-router = APIRouter(prefix="/api/v2/dora", tags=["dora"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/api/v2/dora", tags=["dora"], route_class=AuthenticatedRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No API key"},

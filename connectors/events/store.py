@@ -12,6 +12,7 @@ kind share their statements.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,13 +20,12 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.events.identity import deployment_id, failure_id
 from connectors.events.schemas import ChangeFailure, DeploymentEvent, FailureEvent, Remediation
 from connectors.timestamps import utcnow
 from connectors.warehouse.schema import api_deployments, api_failure_services, api_failures
-
-_KEY_CHUNK = 500  # ids per IN (...) list, far below every database's parameter limit
 
 # Set by the event itself; the change-failure mark and first receipt survive a re-POST.
 _DEPLOYMENT_ATTRIBUTES = (
@@ -84,51 +84,77 @@ class StoredFailure:
     updated_at: datetime
 
 
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), _KEY_CHUNK):
-        yield items[start : start + _KEY_CHUNK]
+class _DriverStatement:
+    """A statement compiled once for a dialect and run with the driver's `executemany`.
 
-
-def _upsert_rows(
-    connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], update: tuple[str, ...]
-) -> None:
-    """Upsert rows by primary key, the last row of an id winning (as if applied one by one).
-
-    One SELECT of the ids that exist, then one executemany UPDATE and one INSERT: per-row
-    statements (and the dialects' ON CONFLICT forms, which SQLAlchemy cannot cache)
-    cost far more than the durable commit they share. Inside the single writer this
-    cannot race; should a second API process insert the same new id first, this batch
-    fails and `EventStore.write_batch` retries its writes one by one, as updates.
+    The group-commit thread applies every accepted event and shares the GIL with the
+    event loop; SQLAlchemy's per-statement compilation and per-row processing cost it
+    more than the durable commit the rows share. Values still go through each column
+    type's bind processor, so they are stored exactly as `connection.execute` would.
     """
-    (key,) = table.primary_key.columns
-    latest = {row[key.name]: row for row in rows}
-    existing: set[str] = set()
-    for chunk in _chunks(list(latest)):
-        existing.update(connection.scalars(sa.select(key).where(key.in_(chunk))))
-    updates = [row for identifier, row in latest.items() if identifier in existing]
-    inserts = [row for identifier, row in latest.items() if identifier not in existing]
-    if updates:
-        statement = (
-            sa.update(table)
-            .where(key == sa.bindparam("match_key"))
-            .values({name: sa.bindparam(f"new_{name}") for name in update})
-        )
-        connection.execute(
-            statement,
-            [
-                {"match_key": row[key.name], **{f"new_{name}": row[name] for name in update}}
-                for row in updates
-            ],
-        )
-    if inserts:
-        _insert_many(connection, table, inserts)
+
+    def __init__(self, statement: sa.Executable, dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self._names = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self._processors = [
+            (name, processor)
+            for name, bind in compiled.binds.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        ]
+
+    def execute_many(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            connection.exec_driver_sql(self.sql, [self._parameters(row) for row in rows])
+
+    def _parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        values = dict(row)
+        for name, process in self._processors:
+            values[name] = process(values[name])
+        return values if self._names is None else tuple(values[name] for name in self._names)
 
 
-def _insert_many(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    # RETURNING makes SQLAlchemy send the rows as multi-VALUES statements from a cached
-    # template ("insertmanyvalues") instead of one driver call per row.
-    (key, *_) = table.primary_key.columns
-    connection.execute(sa.insert(table).returning(key), rows).all()
+_DIALECT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+def _upsert(table: sa.Table, update: tuple[str, ...], dialect: sa.Dialect) -> sa.Executable:
+    """Insert a row or, when its primary key exists, replace the `update` columns. Applied
+    row by row in order, so the last row of an id wins, as if the rows came one by one."""
+    insert = _DIALECT_INSERTS[dialect.name](table)
+    return insert.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns),
+        set_={name: insert.excluded[name] for name in update},
+    )
+
+
+class _WriteStatements:
+    """The statements of the ingest hot path for one dialect (kept per dialect object, weakly,
+    so they go with their engine)."""
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        services = api_failure_services
+        self.upsert_deployments = _DriverStatement(
+            _upsert(api_deployments, _DEPLOYMENT_ATTRIBUTES, dialect), dialect
+        )
+        self.upsert_failures = _DriverStatement(
+            _upsert(api_failures, _FAILURE_ATTRIBUTES, dialect), dialect
+        )
+        self.delete_failure_services = _DriverStatement(
+            sa.delete(services).where(services.c.failure_id == sa.bindparam("failure_id")),
+            dialect,
+        )
+        self.insert_failure_services = _DriverStatement(sa.insert(services), dialect)
+
+
+_STATEMENTS: weakref.WeakKeyDictionary[sa.Dialect, _WriteStatements] = weakref.WeakKeyDictionary()
+
+
+def _statements(connection: sa.Connection) -> _WriteStatements:
+    dialect = connection.dialect
+    statements = _STATEMENTS.get(dialect)
+    if statements is None:
+        statements = _STATEMENTS[dialect] = _WriteStatements(dialect)
+    return statements
 
 
 def _json_list(values: tuple[str, ...]) -> str:
@@ -167,7 +193,7 @@ def upsert_deployments(connection: sa.Connection, events: list[DeploymentEvent])
         }
         for event in events
     ]
-    _upsert_rows(connection, api_deployments, rows, _DEPLOYMENT_ATTRIBUTES)
+    _statements(connection).upsert_deployments.execute_many(connection, rows)
     return [row["deployment_id"] for row in rows]
 
 
@@ -194,17 +220,20 @@ def upsert_failures(connection: sa.Connection, events: list[FailureEvent]) -> li
         }
         for identifier, event in zip(identifiers, events, strict=True)
     ]
-    _upsert_rows(connection, api_failures, rows, _FAILURE_ATTRIBUTES)
+    statements = _statements(connection)
+    statements.upsert_failures.execute_many(connection, rows)
     latest = dict(zip(identifiers, events, strict=True))
-    key = api_failure_services.c.failure_id
-    for chunk in _chunks(list(latest)):
-        connection.execute(sa.delete(api_failure_services).where(key.in_(chunk)))
-    service_rows = [
-        {"failure_id": identifier, "service": service}
-        for identifier, event in latest.items()
-        for service in event.services or ("",)  # a team-only failure: one row, service ''
-    ]
-    _insert_many(connection, api_failure_services, service_rows)
+    statements.delete_failure_services.execute_many(
+        connection, [{"failure_id": identifier} for identifier in latest]
+    )
+    statements.insert_failure_services.execute_many(
+        connection,
+        [
+            {"failure_id": identifier, "service": service}
+            for identifier, event in latest.items()
+            for service in event.services or ("",)  # a team-only failure: one row, service ''
+        ],
+    )
     return identifiers
 
 
