@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -150,47 +151,46 @@ def _day_text(days: pd.Series) -> np.ndarray:
     return np.where(days.isna().to_numpy(), None, text)
 
 
+def _chunks(frame: pd.DataFrame) -> Iterator[tuple[int, pd.DataFrame]]:
+    for start in range(0, len(frame), LOAD_CHUNK):
+        yield start, frame.iloc[start : start + LOAD_CHUNK]
+
+
+def _ids(prefix: str, start: int, part: pd.DataFrame) -> list[str]:
+    return [f"{prefix}{n}" for n in range(start, start + len(part))]
+
+
+def _event_columns(part: pd.DataFrame) -> dict[str, Any]:
+    """The columns deployments and incidents share."""
+    return {
+        "service": part["service"].astype(str).to_numpy(),
+        "team": part["team"].astype(str).to_numpy(),
+        "env": part["env"].astype(str).to_numpy(),
+        "started_at": _text(part["started_at"]),
+        "finished_at": _text(part["finished_at"]),
+        "source": "api",
+        "ingested_at": "2026-01-01 00:00:00.000000",
+    }
+
+
 def warehouse_chunks(data: Dataset) -> Iterator[tuple[sa.Table, pd.DataFrame]]:
     """The rows as the warehouse stores them, a chunk at a time (memory stays flat)."""
-    ingested = "2026-01-01 00:00:00.000000"
-    for start in range(0, len(data.deployments), LOAD_CHUNK):
-        part = data.deployments.iloc[start : start + LOAD_CHUNK]
-        yield (
-            dora_deployments,
-            pd.DataFrame(
-                {
-                    "deployment_id": [f"d{n}" for n in range(start, start + len(part))],
-                    "service": part["service"].astype(str).to_numpy(),
-                    "team": part["team"].astype(str).to_numpy(),
-                    "env": part["env"].astype(str).to_numpy(),
-                    "started_at": _text(part["started_at"]),
-                    "finished_at": _text(part["finished_at"]),
-                    "source": "api",
-                    "ingested_at": ingested,
-                    "finished_day": _day_text(part["finished_day"]),
-                }
-            ),
-        )
-    for start in range(0, len(data.incidents), LOAD_CHUNK):
-        part = data.incidents.iloc[start : start + LOAD_CHUNK]
-        yield (
-            dora_incidents,
-            pd.DataFrame(
-                {
-                    "incident_id": [f"i{n}" for n in range(start, start + len(part))],
-                    "service": part["service"].astype(str).to_numpy(),
-                    "team": part["team"].astype(str).to_numpy(),
-                    "env": part["env"].astype(str).to_numpy(),
-                    "status": part["status"].to_numpy(),
-                    "started_at": _text(part["started_at"]),
-                    "finished_at": _text(part["finished_at"]),
-                    "source": "api",
-                    "ingested_at": ingested,
-                    "started_day": _day_text(part["started_day"]),
-                    "finished_day": _day_text(part["finished_day"]),
-                }
-            ),
-        )
+    for start, part in _chunks(data.deployments):
+        columns = {
+            "deployment_id": _ids("d", start, part),
+            **_event_columns(part),
+            "finished_day": _day_text(part["finished_day"]),
+        }
+        yield dora_deployments, pd.DataFrame(columns)
+    for start, part in _chunks(data.incidents):
+        columns = {
+            "incident_id": _ids("i", start, part),
+            **_event_columns(part),
+            "status": part["status"].to_numpy(),
+            "started_day": _day_text(part["started_day"]),
+            "finished_day": _day_text(part["finished_day"]),
+        }
+        yield dora_incidents, pd.DataFrame(columns)
 
 
 def load_sqlite(path: Path, data: Dataset) -> None:

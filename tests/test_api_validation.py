@@ -43,6 +43,11 @@ class Rule:
     method: str = "POST"
 
 
+def _change(**attributes: Any) -> dict[str, Any]:
+    """A PATCH body that marks (or clears) a change failure."""
+    return {"data": {"attributes": attributes}}
+
+
 def _without(document: dict[str, Any], name: str) -> dict[str, Any]:
     attributes = dict(document["data"]["attributes"])
     del attributes[name]
@@ -51,23 +56,14 @@ def _without(document: dict[str, Any], name: str) -> dict[str, Any]:
 
 RULES = [
     # required fields
-    Rule(
-        "deployment without service",
-        DEPLOYMENT,
-        _without(deployment(), "service"),
-        f"{ATTRIBUTES}/service",
-    ),
-    Rule(
-        "deployment without started_at",
-        DEPLOYMENT,
-        _without(deployment(), "started_at"),
-        f"{ATTRIBUTES}/started_at",
-    ),
-    Rule(
-        "deployment without finished_at",
-        DEPLOYMENT,
-        _without(deployment(), "finished_at"),
-        f"{ATTRIBUTES}/finished_at",
+    *(
+        Rule(
+            f"deployment without {name}",
+            DEPLOYMENT,
+            _without(deployment(), name),
+            f"{ATTRIBUTES}/{name}",
+        )
+        for name in ("service", "started_at", "finished_at")
     ),
     Rule(
         "failure without started_at",
@@ -225,63 +221,42 @@ RULES = [
     Rule(
         "patch without change_failure",
         PATCH,
-        {"data": {"attributes": {}}},
+        _change(),
         f"{ATTRIBUTES}/change_failure",
         method="PATCH",
     ),
     Rule(
         "patch change_failure a string",
         PATCH,
-        {"data": {"attributes": {"change_failure": "yes"}}},
+        _change(change_failure="yes"),
         f"{ATTRIBUTES}/change_failure",
         method="PATCH",
     ),
     Rule(
         "patch unknown remediation type",
         PATCH,
-        {
-            "data": {
-                "attributes": {
-                    "change_failure": True,
-                    "remediation": {"type": "revert", "id": "d1"},
-                }
-            }
-        },
+        _change(change_failure=True, remediation={"type": "revert", "id": "d1"}),
         f"{ATTRIBUTES}/remediation/type",
         method="PATCH",
     ),
     Rule(
         "patch remediation without id or version",
         PATCH,
-        {"data": {"attributes": {"change_failure": True, "remediation": {"type": "rollback"}}}},
+        _change(change_failure=True, remediation={"type": "rollback"}),
         f"{ATTRIBUTES}/remediation",
         method="PATCH",
     ),
     Rule(
         "patch remediation with both id and version",
         PATCH,
-        {
-            "data": {
-                "attributes": {
-                    "change_failure": True,
-                    "remediation": {"type": "rollback", "id": "d1", "version": "1"},
-                }
-            }
-        },
+        _change(change_failure=True, remediation={"type": "rollback", "id": "d1", "version": "1"}),
         f"{ATTRIBUTES}/remediation",
         method="PATCH",
     ),
     Rule(
         "patch remediation without a change failure",
         PATCH,
-        {
-            "data": {
-                "attributes": {
-                    "change_failure": False,
-                    "remediation": {"type": "rollforward", "version": "2"},
-                }
-            }
-        },
+        _change(change_failure=False, remediation={"type": "rollforward", "version": "2"}),
         f"{ATTRIBUTES}/remediation",
         method="PATCH",
     ),

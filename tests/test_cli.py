@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from api_support import API_KEY, FINISHED, SHA, STARTED, count_rows, free_port
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -27,11 +27,8 @@ from connectors.gitinfo import CI_VARIABLES, normalize_repository_url
 from connectors.serving import serve_in_thread
 from connectors.warehouse.schema import api_deployments, api_failure_services, api_failures
 
-API_KEY = "cli-test-key"
-SHA = "0123456789abcdef0123456789abcdef01234567"
-# 2025-01-31T12:00:00Z and 2025-01-31T12:05:00Z, computed by hand.
-STARTED = 1_738_324_800
-FINISHED = STARTED + 300
+# The smallest deployment the CLI sends: the rest comes from flags a test adds.
+DEPLOYMENT = ("deployment", "--service=shop", f"--started-at={STARTED}")
 
 
 def dora(
@@ -70,11 +67,6 @@ def accepted_id(result: subprocess.CompletedProcess[str]) -> str:
     return one_line(result.stdout).rsplit(" ", 1)[-1]
 
 
-def row_count(engine: sa.Engine, table: sa.Table) -> int:
-    with engine.connect() as connection:
-        return connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-
-
 @pytest.fixture
 def api(warehouse: sa.Engine) -> Iterator[str]:
     """The real event API over a fresh warehouse, accepting only `API_KEY`."""
@@ -85,10 +77,7 @@ def api(warehouse: sa.Engine) -> Iterator[str]:
 @pytest.fixture
 def closed_port_url() -> str:
     """A loopback URL nothing listens on: the port was bound once, then released."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture
@@ -163,9 +152,7 @@ def test_deployment_reads_git_from_the_working_copy_and_stores_one_row(
 
 def test_dry_run_prints_the_exact_body_and_stores_nothing(api: str, warehouse: sa.Engine) -> None:
     result = dora(
-        "deployment",
-        "--service=shop",
-        f"--started-at={STARTED}",
+        *DEPLOYMENT,
         "--finished-at=2025-01-31T12:05:00Z",
         "--id=deploy-42",
         f"--git-commit-sha={SHA}",
@@ -186,24 +173,17 @@ def test_dry_run_prints_the_exact_body_and_stores_nothing(api: str, warehouse: s
     }
     assert result.returncode == 0, result.stderr
     assert result.stdout == json.dumps(expected, indent=2, sort_keys=True) + "\n"
-    assert row_count(warehouse, api_deployments) == 0
+    assert count_rows(warehouse, api_deployments) == 0
 
 
 def test_wrong_key_exits_1_naming_dora_api_key(api: str, warehouse: sa.Engine) -> None:
-    result = dora(
-        "deployment",
-        "--service=shop",
-        f"--started-at={STARTED}",
-        "--skip-git",
-        api_url=api,
-        DORA_API_KEY="not-the-key",
-    )
+    result = dora(*DEPLOYMENT, "--skip-git", api_url=api, DORA_API_KEY="not-the-key")
     assert result.returncode == 1
     reason = one_line(result.stderr)
     assert "HTTP 401" in reason or "HTTP 403" in reason
     assert "DORA_API_KEY" in reason
     assert "not-the-key" not in result.stdout + result.stderr
-    assert row_count(warehouse, api_deployments) == 0
+    assert count_rows(warehouse, api_deployments) == 0
 
 
 def test_rejected_event_exits_1_quoting_the_server(api: str, warehouse: sa.Engine) -> None:
@@ -220,18 +200,11 @@ def test_rejected_event_exits_1_quoting_the_server(api: str, warehouse: sa.Engin
     assert "HTTP 400" in reason
     assert "/data/attributes/" in reason
     assert "finished_at" in reason
-    assert row_count(warehouse, api_deployments) == 0
+    assert count_rows(warehouse, api_deployments) == 0
 
 
 def test_unreachable_server_exits_1_naming_dora_api_url(closed_port_url: str) -> None:
-    result = dora(
-        "deployment",
-        "--service=shop",
-        f"--started-at={STARTED}",
-        "--skip-git",
-        api_url=closed_port_url,
-        DORA_CLI_MAX_ATTEMPTS="2",
-    )
+    result = dora(*DEPLOYMENT, "--skip-git", api_url=closed_port_url, DORA_CLI_MAX_ATTEMPTS="2")
     assert result.returncode == 1
     reason = one_line(result.stderr)
     assert closed_port_url in reason
@@ -241,14 +214,7 @@ def test_unreachable_server_exits_1_naming_dora_api_url(closed_port_url: str) ->
 
 
 def test_missing_api_key_exits_1_before_sending(closed_port_url: str) -> None:
-    result = dora(
-        "deployment",
-        "--service=shop",
-        f"--started-at={STARTED}",
-        "--skip-git",
-        api_url=closed_port_url,
-        DORA_API_KEY="",
-    )
+    result = dora(*DEPLOYMENT, "--skip-git", api_url=closed_port_url, DORA_API_KEY="")
     assert result.returncode == 1
     assert "DORA_API_KEY is not set" in one_line(result.stderr)
 
@@ -324,14 +290,7 @@ def test_git_flags_must_come_as_a_pair(
 ) -> None:
     # Inside a repository, so nothing could silently fill in the missing half.
     repository, _head = git_repository
-    result = dora(
-        "deployment",
-        "--service=shop",
-        f"--started-at={STARTED}",
-        *git_flags,
-        api_url=closed_port_url,
-        cwd=repository,
-    )
+    result = dora(*DEPLOYMENT, *git_flags, api_url=closed_port_url, cwd=repository)
     assert result.returncode == 2
     assert complaint in result.stderr
 
@@ -359,9 +318,7 @@ def test_outside_a_repository_without_git_flags_says_what_to_pass(
     tmp_path: Path, closed_port_url: str
 ) -> None:
     result = dora(
-        "deployment",
-        "--service=shop",
-        f"--started-at={STARTED}",
+        *DEPLOYMENT,
         "--dry-run",
         api_url=closed_port_url,
         cwd=tmp_path,
@@ -380,9 +337,7 @@ def test_github_actions_variables_win_over_the_checkout(
 ) -> None:
     repository, _head = git_repository
     result = dora(
-        "deployment",
-        "--service=shop",
-        f"--started-at={STARTED}",
+        *DEPLOYMENT,
         "--dry-run",
         api_url=closed_port_url,
         cwd=repository,
@@ -455,13 +410,7 @@ def test_transient_answers_are_retried_and_final_ones_are_not(
 ) -> None:
     app, received = scripted_api(statuses)
     with serve_in_thread(app) as base_url:
-        result = dora(
-            "deployment",
-            "--service=shop",
-            f"--started-at={STARTED}",
-            "--skip-git",
-            api_url=base_url,
-        )
+        result = dora(*DEPLOYMENT, "--skip-git", api_url=base_url)
     assert result.returncode == exit_code, result.stderr
     assert message in one_line(result.stdout if exit_code == 0 else result.stderr)
     assert len(received) == requests

@@ -13,48 +13,19 @@ kind share their statements.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.events.identity import deployment_id, failure_id
 from connectors.events.schemas import ChangeFailure, DeploymentEvent, FailureEvent, Remediation
 from connectors.timestamps import utcnow
 from connectors.warehouse.schema import api_deployments, api_failure_services, api_failures
-
-# Set by the event itself; the change-failure mark and first receipt survive a re-POST.
-_DEPLOYMENT_ATTRIBUTES = (
-    "service",
-    "team",
-    "env",
-    "version",
-    "commit_sha",
-    "repository_url",
-    "started_at",
-    "finished_at",
-    "custom_tags",
-    "deleted_at",
-    "updated_at",
-)
-_FAILURE_ATTRIBUTES = (
-    "team",
-    "env",
-    "name",
-    "severity",
-    "version",
-    "commit_sha",
-    "repository_url",
-    "started_at",
-    "finished_at",
-    "custom_tags",
-    "deleted_at",
-    "updated_at",
-)
+from connectors.warehouse.upsert import upsert
 
 
 @dataclass(frozen=True)
@@ -82,6 +53,89 @@ class StoredFailure:
     event: FailureEvent
     received_at: datetime
     updated_at: datetime
+
+
+_Event = TypeVar("_Event", DeploymentEvent, FailureEvent)
+
+
+@dataclass(frozen=True)
+class _Kind(Generic[_Event]):
+    """How one kind of event lands in its table; deployments and failures differ only here."""
+
+    table: sa.Table
+    event_type: type[_Event]
+    identify: Callable[[_Event], str]
+    # Event fields stored as they are, in columns of the same name.
+    fields: tuple[str, ...]
+    # Columns only a first receipt sets: a re-POST leaves them (and `received_at`) alone.
+    first_receipt: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> sa.Column[Any]:
+        (key,) = self.table.primary_key.columns
+        return key
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """The columns a re-POST replaces: everything the event itself sets."""
+        return (*self.fields, "custom_tags", "deleted_at", "updated_at")
+
+    def live(self, identifier: str) -> sa.ColumnElement[bool]:
+        """The row of `identifier`, unless retracted."""
+        return sa.and_(self.key == identifier, self.table.c.deleted_at.is_(None))
+
+    def row(self, identifier: str, event: _Event, now: datetime) -> dict[str, Any]:
+        return {
+            self.key.name: identifier,
+            **{name: getattr(event, name) for name in self.fields},
+            "custom_tags": _json_list(event.custom_tags),
+            **self.first_receipt,
+            "deleted_at": None,
+            "received_at": now,
+            "updated_at": now,
+        }
+
+    def event(self, row: sa.Row[Any], **stored_elsewhere: Any) -> _Event:
+        return self.event_type(
+            id=getattr(row, self.key.name),
+            **{name: getattr(row, name) for name in self.fields},
+            custom_tags=tuple(orjson.loads(row.custom_tags)),
+            **stored_elsewhere,
+        )
+
+
+_DEPLOYMENTS = _Kind(
+    api_deployments,
+    DeploymentEvent,
+    deployment_id,
+    fields=(
+        "service",
+        "team",
+        "env",
+        "version",
+        "commit_sha",
+        "repository_url",
+        "started_at",
+        "finished_at",
+    ),
+    first_receipt={"change_failure": False, "remediation_type": None, "remediation_ref": None},
+)
+_FAILURES = _Kind(
+    api_failures,
+    FailureEvent,
+    failure_id,
+    fields=(
+        "team",
+        "env",
+        "name",
+        "severity",
+        "version",
+        "commit_sha",
+        "repository_url",
+        "started_at",
+        "finished_at",
+    ),
+)
 
 
 class _DriverStatement:
@@ -114,31 +168,16 @@ class _DriverStatement:
         return values if self._names is None else tuple(values[name] for name in self._names)
 
 
-_DIALECT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-
-
-def _upsert(table: sa.Table, update: tuple[str, ...], dialect: sa.Dialect) -> sa.Executable:
-    """Insert a row or, when its primary key exists, replace the `update` columns. Applied
-    row by row in order, so the last row of an id wins, as if the rows came one by one."""
-    insert = _DIALECT_INSERTS[dialect.name](table)
-    return insert.on_conflict_do_update(
-        index_elements=list(table.primary_key.columns),
-        set_={name: insert.excluded[name] for name in update},
-    )
-
-
 class _WriteStatements:
     """The statements of the ingest hot path for one dialect (kept per dialect object, weakly,
     so they go with their engine)."""
 
     def __init__(self, dialect: sa.Dialect) -> None:
         services = api_failure_services
-        self.upsert_deployments = _DriverStatement(
-            _upsert(api_deployments, _DEPLOYMENT_ATTRIBUTES, dialect), dialect
-        )
-        self.upsert_failures = _DriverStatement(
-            _upsert(api_failures, _FAILURE_ATTRIBUTES, dialect), dialect
-        )
+        self.upserts = {
+            kind.table: _DriverStatement(upsert(kind.table, dialect, kind.attributes), dialect)
+            for kind in (_DEPLOYMENTS, _FAILURES)
+        }
         self.delete_failure_services = _DriverStatement(
             sa.delete(services).where(services.c.failure_id == sa.bindparam("failure_id")),
             dialect,
@@ -169,59 +208,26 @@ def _storable_id(identifier: str) -> bool:
 # --- writes: each applies a run of arguments on a connection ---------------------------
 
 
+def _upsert(connection: sa.Connection, kind: _Kind[_Event], events: list[_Event]) -> list[str]:
+    now = utcnow()
+    identifiers = [kind.identify(event) for event in events]
+    rows = [
+        kind.row(identifier, event, now)
+        for identifier, event in zip(identifiers, events, strict=True)
+    ]
+    _statements(connection).upserts[kind.table].execute_many(connection, rows)
+    return identifiers
+
+
 def upsert_deployments(connection: sa.Connection, events: list[DeploymentEvent]) -> list[str]:
     """Insert each deployment or replace its attributes (reviving it if retracted); the ids."""
-    now = utcnow()
-    rows = [
-        {
-            "deployment_id": deployment_id(event),
-            "service": event.service,
-            "team": event.team,
-            "env": event.env,
-            "version": event.version,
-            "commit_sha": event.commit_sha,
-            "repository_url": event.repository_url,
-            "started_at": event.started_at,
-            "finished_at": event.finished_at,
-            "custom_tags": _json_list(event.custom_tags),
-            "change_failure": False,
-            "remediation_type": None,
-            "remediation_ref": None,
-            "deleted_at": None,
-            "received_at": now,
-            "updated_at": now,
-        }
-        for event in events
-    ]
-    _statements(connection).upsert_deployments.execute_many(connection, rows)
-    return [row["deployment_id"] for row in rows]
+    return _upsert(connection, _DEPLOYMENTS, events)
 
 
 def upsert_failures(connection: sa.Connection, events: list[FailureEvent]) -> list[str]:
     """Insert each failure or replace its attributes and services; the ids."""
-    now = utcnow()
-    identifiers = [failure_id(event) for event in events]
-    rows = [
-        {
-            "failure_id": identifier,
-            "team": event.team,
-            "env": event.env,
-            "name": event.name,
-            "severity": event.severity,
-            "version": event.version,
-            "commit_sha": event.commit_sha,
-            "repository_url": event.repository_url,
-            "started_at": event.started_at,
-            "finished_at": event.finished_at,
-            "custom_tags": _json_list(event.custom_tags),
-            "deleted_at": None,
-            "received_at": now,
-            "updated_at": now,
-        }
-        for identifier, event in zip(identifiers, events, strict=True)
-    ]
+    identifiers = _upsert(connection, _FAILURES, events)
     statements = _statements(connection)
-    statements.upsert_failures.execute_many(connection, rows)
     latest = dict(zip(identifiers, events, strict=True))
     statements.delete_failure_services.execute_many(
         connection, [{"failure_id": identifier} for identifier in latest]
@@ -237,37 +243,39 @@ def upsert_failures(connection: sa.Connection, events: list[FailureEvent]) -> li
     return identifiers
 
 
-def _retract(connection: sa.Connection, table: sa.Table, identifier: str) -> bool:
+def _live_row(connection: sa.Connection, kind: _Kind[Any], identifier: str) -> sa.Row[Any] | None:
+    if not _storable_id(identifier):
+        return None
+    return connection.execute(sa.select(kind.table).where(kind.live(identifier))).one_or_none()
+
+
+def _retract(connection: sa.Connection, kind: _Kind[Any], identifier: str) -> bool:
     if not _storable_id(identifier):
         return False
-    (key,) = table.primary_key.columns
     now = utcnow()
     result = connection.execute(
-        sa.update(table)
-        .where(key == identifier, table.c.deleted_at.is_(None))
-        .values(deleted_at=now, updated_at=now)
+        sa.update(kind.table).where(kind.live(identifier)).values(deleted_at=now, updated_at=now)
     )
     return result.rowcount == 1
 
 
 def delete_deployments(connection: sa.Connection, identifiers: list[str]) -> list[bool]:
     """Retract deployments; False for one unknown or already retracted."""
-    return [_retract(connection, api_deployments, identifier) for identifier in identifiers]
+    return [_retract(connection, _DEPLOYMENTS, identifier) for identifier in identifiers]
 
 
 def delete_failures(connection: sa.Connection, identifiers: list[str]) -> list[bool]:
     """Retract failures; False for one unknown or already retracted."""
-    return [_retract(connection, api_failures, identifier) for identifier in identifiers]
+    return [_retract(connection, _FAILURES, identifier) for identifier in identifiers]
 
 
 def _mark(connection: sa.Connection, identifier: str, change: ChangeFailure) -> bool:
     if not _storable_id(identifier):
         return False
     remediation = change.remediation
-    table = api_deployments
     result = connection.execute(
-        sa.update(table)
-        .where(table.c.deployment_id == identifier, table.c.deleted_at.is_(None))
+        sa.update(api_deployments)
+        .where(_DEPLOYMENTS.live(identifier))
         .values(
             change_failure=change.change_failure,
             remediation_type=remediation.type if remediation else None,
@@ -388,29 +396,10 @@ class EventStore:
 
     def get_deployment(self, identifier: str) -> StoredDeployment | None:
         """The deployment, or None when it is unknown or retracted."""
-        if not _storable_id(identifier):
-            return None
-        table = api_deployments
         with self.engine.connect() as connection:
-            row = connection.execute(
-                sa.select(table).where(
-                    table.c.deployment_id == identifier, table.c.deleted_at.is_(None)
-                )
-            ).one_or_none()
+            row = _live_row(connection, _DEPLOYMENTS, identifier)
         if row is None:
             return None
-        event = DeploymentEvent(
-            id=row.deployment_id,
-            service=row.service,
-            team=row.team,
-            env=row.env,
-            version=row.version,
-            commit_sha=row.commit_sha,
-            repository_url=row.repository_url,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            custom_tags=tuple(orjson.loads(row.custom_tags)),
-        )
         remediation = (
             Remediation(row.remediation_type, row.remediation_ref)
             if row.remediation_type is not None
@@ -418,7 +407,7 @@ class EventStore:
         )
         return StoredDeployment(
             row.deployment_id,
-            event,
+            _DEPLOYMENTS.event(row),
             bool(row.change_failure),
             remediation,
             row.received_at,
@@ -427,15 +416,8 @@ class EventStore:
 
     def get_failure(self, identifier: str) -> StoredFailure | None:
         """The failure with its services, or None when it is unknown or retracted."""
-        if not _storable_id(identifier):
-            return None
-        table = api_failures
         with self.engine.connect() as connection:
-            row = connection.execute(
-                sa.select(table).where(
-                    table.c.failure_id == identifier, table.c.deleted_at.is_(None)
-                )
-            ).one_or_none()
+            row = _live_row(connection, _FAILURES, identifier)
             if row is None:
                 return None
             services = connection.scalars(
@@ -444,18 +426,5 @@ class EventStore:
                     api_failure_services.c.service != "",
                 )
             ).all()
-        event = FailureEvent(
-            id=row.failure_id,
-            services=tuple(services),
-            team=row.team,
-            env=row.env,
-            name=row.name,
-            severity=row.severity,
-            version=row.version,
-            commit_sha=row.commit_sha,
-            repository_url=row.repository_url,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            custom_tags=tuple(orjson.loads(row.custom_tags)),
-        )
+        event = _FAILURES.event(row, services=tuple(services))
         return StoredFailure(row.failure_id, event, row.received_at, row.updated_at)

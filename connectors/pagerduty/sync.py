@@ -24,7 +24,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.pagerduty.client import PagerDutyClient
 from connectors.pagerduty.listing import (
@@ -36,6 +35,7 @@ from connectors.pagerduty.listing import (
 )
 from connectors.timestamps import from_rfc3339, utcnow
 from connectors.warehouse.schema import pagerduty_incidents
+from connectors.warehouse.upsert import supports_upsert, upsert
 
 BATCH_SIZE = 1_000
 _OPEN_FILTER = {"statuses[]": list(OPEN_STATUSES)}
@@ -149,7 +149,10 @@ class _LandingWriter:
         self.open_before = open_before
         self.resolved: set[str] = set()
         self._rows: dict[str, dict[str, Any]] = {}
-        self._upsert = _upsert_statement(engine)
+        # Without ON CONFLICT, a batch replaces its rows by delete and insert instead.
+        self._upsert = (
+            upsert(pagerduty_incidents, engine.dialect) if supports_upsert(engine.dialect) else None
+        )
 
     def write_pages(self, pages: Iterable[Page]) -> None:
         for page in pages:
@@ -192,20 +195,3 @@ class _LandingWriter:
             if row["status"] == "resolved" and row["incident_id"] in self.open_before
         )
         self.report.resolved_since_last = len(self.resolved)
-
-
-def _upsert_statement(engine: sa.Engine) -> sa.Executable | None:
-    """INSERT ... ON CONFLICT DO UPDATE for SQLite and PostgreSQL; None elsewhere."""
-    dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-    insert = dialects.get(engine.dialect.name)
-    if insert is None:
-        return None
-    statement = insert(pagerduty_incidents)
-    return statement.on_conflict_do_update(
-        index_elements=[pagerduty_incidents.c.incident_id],
-        set_={
-            column.name: statement.excluded[column.name]
-            for column in pagerduty_incidents.columns
-            if not column.primary_key
-        },
-    )

@@ -18,7 +18,6 @@ from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.timestamps import TimestampError, from_rfc3339, utcnow
 from connectors.warehouse.schema import (
@@ -26,6 +25,7 @@ from connectors.warehouse.schema import (
     pagerduty_webhook_deliveries,
     pagerduty_webhook_incidents,
 )
+from connectors.warehouse.upsert import insert, upsert
 
 SIGNATURE_HEADER = "X-PagerDuty-Signature"
 WEBHOOK_ID_HEADER = "X-Webhook-Id"
@@ -159,12 +159,6 @@ def delivery_id(header_value: str | None, event: WebhookEvent) -> str:
     return _checked(value, "the delivery id", _MAX_WEBHOOK_ID)
 
 
-def _insert(connection: sa.Connection, table: sa.Table) -> Any:
-    """An INSERT that supports ON CONFLICT on both warehouse dialects."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
 def store_delivery(engine: sa.Engine, webhook_id: str, event: WebhookEvent, payload: str) -> bool:
     """Land one incident delivery and commit; False when `webhook_id` was landed before."""
     table = pagerduty_webhook_deliveries
@@ -172,7 +166,7 @@ def store_delivery(engine: sa.Engine, webhook_id: str, event: WebhookEvent, payl
         # Taken inside the transaction: on SQLite (BEGIN IMMEDIATE) it then orders like commits.
         received_at = utcnow()
         result = connection.execute(
-            _insert(connection, table)
+            insert(table, connection.dialect)
             .values(
                 webhook_id=webhook_id,
                 event_type=event.event_type,
@@ -255,7 +249,7 @@ def _lock_watermark(connection: sa.Connection) -> datetime:
     # The row lock serializes concurrent folds on PostgreSQL (SQLite's BEGIN IMMEDIATE
     # already does): an older snapshot must never overwrite a newer incident state.
     connection.execute(
-        _insert(connection, ingest_state)
+        insert(ingest_state, connection.dialect)
         .values(name=WATERMARK_NAME, value=_WATERMARK_ORIGIN.isoformat(), updated_at=utcnow())
         .on_conflict_do_nothing(index_elements=[ingest_state.c.name])
     )
@@ -287,14 +281,7 @@ def fold_webhook_deliveries(engine: sa.Engine) -> FoldReport:
             if state is not None:
                 states.append(state)
         if states:
-            statement = _insert(connection, incidents)
-            updated = {c.name: statement.excluded[c.name] for c in incidents.c if not c.primary_key}
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[incidents.c.incident_id], set_=updated
-                ),
-                states,
-            )
+            connection.execute(upsert(incidents, connection.dialect), states)
         new_watermark = max([watermark, *(row.received_at for row in rows)])
         connection.execute(
             ingest_state.update()

@@ -10,12 +10,11 @@ from connectors.warehouse.schema import (
     dora_deployments,
     dora_incidents,
 )
-from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata, table_metadata
+from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata
+from dora_assets.metrics.rebuild import rebuild_days
 from dora_assets.metrics.reconcile import reconciliation_check
-from dora_assets.partition_metadata import attach_partition_metadata
-from dora_assets.partitions import daily_partitions, day_range
+from dora_assets.partitions import daily_partitions
 from dora_assets.resources import WarehouseResource
-from dora_assets.sql import insert_from_select
 
 table = dora_change_failure_rate_daily
 
@@ -126,22 +125,13 @@ materialization carries the org-wide rate of its day.
 def dora_change_failure_rate_daily_asset(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    first_day, end_day = day_range(context.partition_key_range)
-    with warehouse.replacing_days(table, first_day, end_day) as connection:
-        inserted = insert_from_select(
-            connection, table, change_failure_rate_rows(first_day, end_day)
-        )
-        figures = org_figures_per_day(connection, first_day, end_day)
-        metadata = table_metadata(
-            connection,
-            table,
-            inserted,
-            sa.select(table)
-            .where(table.c.day >= first_day, table.c.day < end_day)
-            .order_by(table.c.day.desc(), table.c.failures.desc()),
-        )
-    return attach_partition_metadata(
-        context, figures, {**metadata, "range_row_count": dg.MetadataValue.int(inserted)}
+    return rebuild_days(
+        context,
+        warehouse,
+        table,
+        rows=change_failure_rate_rows,
+        org_figures=org_figures_per_day,
+        preview_largest=table.c.failures,
     )
 
 

@@ -6,12 +6,12 @@ import dagster as dg
 import sqlalchemy as sa
 
 from connectors.warehouse.schema import dora_incidents, dora_time_to_restore_daily
-from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata, table_metadata
+from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata
+from dora_assets.metrics.rebuild import rebuild_days
 from dora_assets.metrics.reconcile import reconciliation_check
-from dora_assets.partition_metadata import attach_partition_metadata
-from dora_assets.partitions import daily_partitions, day_range
+from dora_assets.partitions import daily_partitions
 from dora_assets.resources import WarehouseResource
-from dora_assets.sql import insert_from_select, percentile_cont, ranked, seconds_between
+from dora_assets.sql import percentile_cont, ranked, seconds_between
 
 table = dora_time_to_restore_daily
 KEY = ["day", "service", "team", "env"]
@@ -136,20 +136,13 @@ restore of its day.
 def dora_time_to_restore_daily_asset(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    first_day, end_day = day_range(context.partition_key_range)
-    with warehouse.replacing_days(table, first_day, end_day) as connection:
-        inserted = insert_from_select(connection, table, time_to_restore_rows(first_day, end_day))
-        figures = org_figures_per_day(connection, first_day, end_day)
-        metadata = table_metadata(
-            connection,
-            table,
-            inserted,
-            sa.select(table)
-            .where(table.c.day >= first_day, table.c.day < end_day)
-            .order_by(table.c.day.desc(), table.c.resolved_incidents.desc()),
-        )
-    return attach_partition_metadata(
-        context, figures, {**metadata, "range_row_count": dg.MetadataValue.int(inserted)}
+    return rebuild_days(
+        context,
+        warehouse,
+        table,
+        rows=time_to_restore_rows,
+        org_figures=org_figures_per_day,
+        preview_largest=table.c.resolved_incidents,
     )
 
 
