@@ -21,11 +21,11 @@ import sqlalchemy as sa
 
 from connectors.timestamps import TimestampError, from_rfc3339, utcnow
 from connectors.warehouse.schema import (
-    ingest_state,
     pagerduty_webhook_deliveries,
     pagerduty_webhook_incidents,
 )
 from connectors.warehouse.upsert import insert, upsert
+from connectors.warehouse.watermarks import lock_watermark, save_watermark
 
 SIGNATURE_HEADER = "X-PagerDuty-Signature"
 WEBHOOK_ID_HEADER = "X-Webhook-Id"
@@ -245,27 +245,11 @@ def incident_state(events: Iterable[WebhookEvent]) -> dict[str, Any] | None:
     }
 
 
-def _lock_watermark(connection: sa.Connection) -> datetime:
-    # The row lock serializes concurrent folds on PostgreSQL (SQLite's BEGIN IMMEDIATE
-    # already does): an older snapshot must never overwrite a newer incident state.
-    connection.execute(
-        insert(ingest_state, connection.dialect)
-        .values(name=WATERMARK_NAME, value=_WATERMARK_ORIGIN.isoformat(), updated_at=utcnow())
-        .on_conflict_do_nothing(index_elements=[ingest_state.c.name])
-    )
-    value = connection.execute(
-        sa.select(ingest_state.c.value)
-        .where(ingest_state.c.name == WATERMARK_NAME)
-        .with_for_update()
-    ).scalar_one()
-    return datetime.fromisoformat(value)
-
-
 def fold_webhook_deliveries(engine: sa.Engine) -> FoldReport:
     """Recompute, in one transaction, every incident with deliveries since the last fold."""
     deliveries, incidents = pagerduty_webhook_deliveries, pagerduty_webhook_incidents
     with engine.begin() as connection:
-        watermark = _lock_watermark(connection)
+        watermark = lock_watermark(connection, WATERMARK_NAME) or _WATERMARK_ORIGIN
         touched = sa.select(deliveries.c.incident_id).where(
             deliveries.c.received_at > watermark - REREAD_OVERLAP
         )
@@ -283,11 +267,7 @@ def fold_webhook_deliveries(engine: sa.Engine) -> FoldReport:
         if states:
             connection.execute(upsert(incidents, connection.dialect), states)
         new_watermark = max([watermark, *(row.received_at for row in rows)])
-        connection.execute(
-            ingest_state.update()
-            .where(ingest_state.c.name == WATERMARK_NAME)
-            .values(value=new_watermark.isoformat(), updated_at=utcnow())
-        )
+        save_watermark(connection, WATERMARK_NAME, new_watermark)
     return FoldReport(
         deliveries=sum(1 for row in rows if row.received_at > watermark), incidents=len(states)
     )

@@ -7,7 +7,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from connectors.pagerduty.webhooks import fold_webhook_deliveries
-from connectors.warehouse.schema import api_deployments, api_failures, ingest_state
+from connectors.warehouse.schema import api_deployments, api_failures
+from connectors.warehouse.watermarks import lock_watermark, save_watermark
 from dora_assets.metadata import OWNERS, WAREHOUSE_KIND
 from dora_assets.resources import WarehouseResource
 
@@ -20,24 +21,6 @@ class TakenUp:
     failures: int
     retractions: int
     watermark: dt.datetime | None
-
-
-def read_watermark(connection: sa.Connection) -> dt.datetime | None:
-    value = connection.execute(
-        sa.select(ingest_state.c.value).where(ingest_state.c.name == WATERMARK)
-    ).scalar_one_or_none()
-    return dt.datetime.fromisoformat(value) if value else None
-
-
-def write_watermark(connection: sa.Connection, watermark: dt.datetime) -> None:
-    connection.execute(sa.delete(ingest_state).where(ingest_state.c.name == WATERMARK))
-    connection.execute(
-        sa.insert(ingest_state).values(
-            name=WATERMARK,
-            value=watermark.isoformat(),
-            updated_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        )
-    )
 
 
 def _tally(
@@ -91,10 +74,10 @@ rebuild from the landing tables. Unpartitioned: the API accepts events for any d
 )
 def event_api_events_asset(warehouse: WarehouseResource) -> dg.MaterializeResult:
     folded = fold_webhook_deliveries(warehouse.engine)
-    with warehouse.rewriting(ingest_state) as connection:
-        taken_up = landed_since(connection, read_watermark(connection))
+    with warehouse.engine.begin() as connection:
+        taken_up = landed_since(connection, lock_watermark(connection, WATERMARK))
         if taken_up.watermark is not None:
-            write_watermark(connection, taken_up.watermark)
+            save_watermark(connection, WATERMARK, taken_up.watermark)
     events = taken_up.deployments + taken_up.failures + taken_up.retractions + folded.deliveries
     return dg.MaterializeResult(
         metadata={

@@ -1,0 +1,38 @@
+"""Named watermarks of incremental readers, kept in the `ingest_state` table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from connectors.timestamps import utcnow
+from connectors.warehouse.schema import ingest_state
+from connectors.warehouse.upsert import insert
+
+
+def lock_watermark(connection: sa.Connection, name: str) -> datetime | None:
+    """The watermark `name` (None before it was first saved), its row locked until the
+    transaction ends.
+
+    The row lock serializes concurrent readers on PostgreSQL (SQLite's BEGIN IMMEDIATE
+    already does), so an older snapshot never overwrites what a newer one wrote.
+    """
+    connection.execute(
+        insert(ingest_state, connection.dialect)
+        .values(name=name, value="", updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[ingest_state.c.name])
+    )
+    value = connection.execute(
+        sa.select(ingest_state.c.value).where(ingest_state.c.name == name).with_for_update()
+    ).scalar_one()
+    return datetime.fromisoformat(value) if value else None
+
+
+def save_watermark(connection: sa.Connection, name: str, value: datetime) -> None:
+    """Move the watermark `name` (locked by `lock_watermark` in this transaction) to `value`."""
+    connection.execute(
+        ingest_state.update()
+        .where(ingest_state.c.name == name)
+        .values(value=value.isoformat(), updated_at=utcnow())
+    )
