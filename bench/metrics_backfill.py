@@ -231,20 +231,37 @@ def load_postgres(engine: sa.Engine, data: Dataset) -> None:
 
 
 @contextmanager
-def dagster_instance(kind: str) -> Iterator[dg.DagsterInstance]:
+def dagster_instance(kind: str, postgres_admin_url: str | None) -> Iterator[dg.DagsterInstance]:
     if kind == "ephemeral":
         yield dg.DagsterInstance.ephemeral()
         return
-    with (
-        tempfile.TemporaryDirectory(prefix="dagster_home_") as home,
-        dg.DagsterInstance.local_temp(home) as instance,
-    ):
-        yield instance
+    with tempfile.TemporaryDirectory(prefix="dagster_home_") as home:
+        if kind == "temp":
+            with dg.DagsterInstance.local_temp(home) as instance:
+                yield instance
+            return
+        if postgres_admin_url is None:
+            raise SystemExit(
+                "--dagster-instance postgres needs a server: pass --postgres-url"
+                " or set DORA_TEST_POSTGRES_URL"
+            )
+        with postgres_database(postgres_admin_url) as storage_url:
+            # dagster-postgres speaks psycopg2, whose URLs carry no driver suffix.
+            psycopg2_url = (
+                sa.make_url(storage_url)
+                .set(drivername="postgresql")
+                .render_as_string(hide_password=False)
+            )
+            overrides = {"storage": {"postgres": {"postgres_url": psycopg2_url}}}
+            with dg.DagsterInstance.local_temp(home, overrides=overrides) as instance:
+                yield instance
 
 
-def dagster_backfill(url: str, instance_kind: str) -> tuple[float, dict[str, float]]:
+def dagster_backfill(
+    url: str, instance_kind: str, postgres_admin_url: str | None
+) -> tuple[float, dict[str, float]]:
     """Seconds for the whole single run, and the seconds each step took inside it."""
-    with dagster_instance(instance_kind) as instance:
+    with dagster_instance(instance_kind, postgres_admin_url) as instance:
         started = time.perf_counter()
         result = dg.materialize(
             METRIC_RUN,
@@ -444,7 +461,9 @@ def main() -> None:
     parser.add_argument("--deployments", type=int, default=1_000_000)
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--postgres-url", default=os.environ.get("DORA_TEST_POSTGRES_URL"))
-    parser.add_argument("--dagster-instance", choices=["ephemeral", "temp"], default="ephemeral")
+    parser.add_argument(
+        "--dagster-instance", choices=["ephemeral", "temp", "postgres"], default="ephemeral"
+    )
     args = parser.parse_args()
     deployments, incidents = (50_000, 5_000) if args.quick else (args.deployments, args.incidents)
     figures: dict[str, object] = {
@@ -464,7 +483,9 @@ def main() -> None:
         say("Dagster's own cost: the same backfill over an empty SQLite warehouse")
         empty_url = f"sqlite:///{folder / 'empty.db'}"
         open_warehouse(empty_url).dispose()
-        dagster_overhead_s, _ = dagster_backfill(empty_url, args.dagster_instance)
+        dagster_overhead_s, _ = dagster_backfill(
+            empty_url, args.dagster_instance, args.postgres_url
+        )
         say(f"  {dagster_overhead_s:.2f} s")
 
         say("bulk load (not timed)")
@@ -472,7 +493,9 @@ def main() -> None:
 
         say("SQLite warehouse")
         with PeakMemory() as backfill_memory:
-            sqlite_s, sqlite_steps = dagster_backfill(sqlite_url, args.dagster_instance)
+            sqlite_s, sqlite_steps = dagster_backfill(
+                sqlite_url, args.dagster_instance, args.postgres_url
+            )
         say(
             f"  Dagster single-run backfill, 365 partitions x 2 assets: {sqlite_s:.2f} s"
             f" (steps: {sqlite_steps})"
@@ -493,7 +516,9 @@ def main() -> None:
                 engine = open_warehouse(postgres_url)
                 load_postgres(engine, data)
                 engine.dispose()
-                postgres_s, postgres_steps = dagster_backfill(postgres_url, args.dagster_instance)
+                postgres_s, postgres_steps = dagster_backfill(
+                    postgres_url, args.dagster_instance, args.postgres_url
+                )
                 say(f"  Dagster single-run backfill: {postgres_s:.2f} s {postgres_steps}")
                 duckdb_postgres_s, results["duckdb_from_postgres"] = duckdb_from_warehouse(
                     postgres_url
@@ -507,7 +532,7 @@ def main() -> None:
         del data
         half = generate(deployments // 2, incidents // 2)
         half_url = sqlite_warehouse(folder, "half", half)
-        half_rows_sqlite_s, _ = dagster_backfill(half_url, args.dagster_instance)
+        half_rows_sqlite_s, _ = dagster_backfill(half_url, args.dagster_instance, args.postgres_url)
         say(f"  Dagster single-run backfill: {half_rows_sqlite_s:.2f} s")
 
         reference = results["duckdb_in_memory"]

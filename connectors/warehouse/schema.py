@@ -23,20 +23,27 @@ def _optional(name: str, length: int = 255) -> sa.Column:
     return sa.Column(name, sa.String(length), nullable=True)
 
 
+def _deployment() -> list[sa.Column]:
+    """What a deployment is, in landing and normalized form alike."""
+    return [
+        sa.Column("deployment_id", sa.String(255), primary_key=True),
+        _key("service"),
+        _key("team"),
+        _key("env"),
+        _optional("version"),
+        _optional("commit_sha", 64),
+        _optional("repository_url", 2048),
+        sa.Column("started_at", sa.DateTime, nullable=False),
+        sa.Column("finished_at", sa.DateTime, nullable=False),
+    ]
+
+
 # --- landing: event API ---------------------------------------------------------------
 
 api_deployments = sa.Table(
     "api_deployments",
     metadata,
-    sa.Column("deployment_id", sa.String(255), primary_key=True),
-    _key("service"),
-    _key("team"),
-    _key("env"),
-    _optional("version"),
-    _optional("commit_sha", 64),
-    _optional("repository_url", 2048),
-    sa.Column("started_at", sa.DateTime, nullable=False),
-    sa.Column("finished_at", sa.DateTime, nullable=False),
+    *_deployment(),
     sa.Column("custom_tags", sa.Text, nullable=False, server_default="[]"),
     sa.Column("change_failure", sa.Boolean, nullable=False, server_default=sa.false()),
     _optional("remediation_type", 32),
@@ -136,15 +143,7 @@ ingest_state = sa.Table(
 dora_deployments = sa.Table(
     "dora_deployments",
     metadata,
-    sa.Column("deployment_id", sa.String(255), primary_key=True),
-    _key("service"),
-    _key("team"),
-    _key("env"),
-    _optional("version"),
-    _optional("commit_sha", 64),
-    _optional("repository_url", 2048),
-    sa.Column("started_at", sa.DateTime, nullable=False),
-    sa.Column("finished_at", sa.DateTime, nullable=False),
+    *_deployment(),
     sa.Column("source", sa.String(32), nullable=False),
     sa.Column("custom_tags", sa.Text, nullable=False, server_default="[]"),
     sa.Column("change_failure", sa.Boolean, nullable=False, server_default=sa.false()),
