@@ -9,6 +9,10 @@ timed), then times, in one process:
   tags), on SQLite and on PostgreSQL. The Dagster instance is ephemeral (in memory)
   by default; `--dagster-instance temp` uses an on-disk SQLite DAGSTER_HOME in a
   temporary folder, which adds Dagster's own per-event bookkeeping;
+  `--dagster-instance postgres` keeps the instance in its own fresh database on the
+  PostgreSQL server below (dagster-postgres, the production set-up). Dagster reads
+  DAGSTER_EVENT_BATCH_SIZE and DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS from
+  the environment, so set them around this script to measure event batching;
 - DuckDB computing the same two tables from the same rows read out of the warehouse
   with SQLAlchemy and pandas (what a notebook user would do), per database;
 - DuckDB on rows already in memory (the floor).
@@ -240,7 +244,7 @@ def dagster_instance(kind: str, postgres_admin_url: str | None) -> Iterator[dg.D
             with dg.DagsterInstance.local_temp(home) as instance:
                 yield instance
             return
-        if postgres_admin_url is None:
+        if not postgres_admin_url:
             raise SystemExit(
                 "--dagster-instance postgres needs a server: pass --postgres-url"
                 " or set DORA_TEST_POSTGRES_URL"
@@ -472,6 +476,10 @@ def main() -> None:
         "partitions": DAYS,
         "services": SERVICES,
         "dagster_instance": args.dagster_instance,
+        "dagster_event_batch_size": os.environ.get("DAGSTER_EVENT_BATCH_SIZE"),
+        "dagster_emit_partition_subset_in_planned_events": os.environ.get(
+            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+        ),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
