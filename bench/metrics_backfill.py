@@ -612,6 +612,8 @@ def main() -> None:
         f" values agree: {figures['values_agree']} {agreement}"
     )
     print(json.dumps(figures))
+    if not figures["values_agree"]:
+        raise SystemExit("the paths disagree on some value: see `agreement` above")
 
 
 if __name__ == "__main__":
