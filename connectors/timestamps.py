@@ -1,8 +1,9 @@
 """Timestamp parsing shared by the event API, the CLI and the PagerDuty connector.
 
 Integers are told apart by magnitude as Datadog does (seconds, milliseconds,
-microseconds, nanoseconds); strings must be RFC 3339 with an explicit offset.
-Everything is returned as a naive `datetime` in UTC, the warehouse's convention.
+microseconds, nanoseconds); API strings must be RFC 3339 with an explicit offset.
+Everything is returned as a naive `datetime` in UTC, the warehouse's convention,
+between 1970 and 9999 whatever form it came in.
 """
 
 from __future__ import annotations
@@ -50,7 +51,32 @@ def from_rfc3339(value: str) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError as error:
         raise TimestampError(f"{value!r} is not a valid date and time: {error}") from None
-    return parsed.astimezone(UTC).replace(tzinfo=None)
+    return _naive_utc(parsed, value)
+
+
+def from_iso8601(value: str) -> datetime:
+    """Any ISO 8601 date and time Python reads (`Z`, `+02:00`, `+0200`, minutes only, a bare
+    date...); without an offset it is taken as UTC, the warehouse's time. The CLI's leniency:
+    the API insists on an offset, since a body without one may come from anywhere."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise TimestampError(
+            f"{value!r} is not an ISO 8601 date and time, e.g. 2025-01-31T12:00:00Z"
+        ) from None
+    return _naive_utc(parsed, value)
+
+
+def _naive_utc(moment: datetime, value: object) -> datetime:
+    """`moment` in UTC without tzinfo (a naive one is UTC already), if within 1970 to 9999."""
+    out_of_range = TimestampError(f"{value!r} is outside the supported range (1970 to 9999)")
+    try:
+        utc = moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    except OverflowError:  # an offset that carries it past year 9999 or before year 1
+        raise out_of_range from None
+    if utc.year < _EPOCH.year:
+        raise out_of_range
+    return utc
 
 
 def parse_timestamp(value: object) -> datetime:

@@ -188,6 +188,24 @@ RULES = [
         f"{ATTRIBUTES}/finished_at",
     ),
     Rule("negative timestamp", DEPLOYMENT, deployment(started_at=-5), f"{ATTRIBUTES}/started_at"),
+    Rule(
+        "offset carries it past year 9999",
+        DEPLOYMENT,
+        deployment(finished_at="9999-12-31T23:59:59-01:00"),
+        f"{ATTRIBUTES}/finished_at",
+    ),
+    Rule(
+        "offset carries it before year 1",
+        FAILURE,
+        failure(started_at="0001-01-01T00:00:00+01:00"),
+        f"{ATTRIBUTES}/started_at",
+    ),
+    Rule(
+        "before 1970 as a string, as integers are",
+        DEPLOYMENT,
+        deployment(started_at="1969-12-31T23:59:59Z"),
+        f"{ATTRIBUTES}/started_at",
+    ),
     # body
     Rule("empty body", DEPLOYMENT, b"", ""),
     Rule("whitespace body", FAILURE, b"  \n", ""),
@@ -351,3 +369,16 @@ def test_timestamp_units_and_offsets_are_stored_as_utc(
         identifier = posted.json()["data"]["id"]
         read = client.get(f"/api/v2/dora/deployments/{identifier}").json()
     assert read["data"]["attributes"]["started_at"] == expected
+
+
+def test_empty_env_and_team_mean_missing(warehouse: sa.Engine) -> None:
+    """DESIGN stores a missing env or team as ''; sending '' says the same thing."""
+    with live_api(warehouse) as client:
+        explicit = client.post(DEPLOYMENT, json=deployment(env="", team=" "))
+        omitted = client.post(DEPLOYMENT, json=deployment())
+        team_only = client.post(FAILURE, json=_without(failure(team=""), "services"))
+    assert explicit.status_code == 202, explicit.text
+    # The same deployment either way: its deterministic id matches.
+    assert explicit.json()["data"]["id"] == omitted.json()["data"]["id"]
+    assert team_only.status_code == 400
+    assert team_only.json()["errors"][0]["source"]["pointer"] == f"{ATTRIBUTES}/services"

@@ -301,32 +301,52 @@ def test_failure_needs_a_service_or_a_team(closed_port_url: str) -> None:
     assert "--service" in result.stderr and "--team" in result.stderr
 
 
-def test_time_without_offset_is_refused_with_the_fix(closed_port_url: str) -> None:
+@pytest.mark.parametrize(
+    "started_at",
+    [
+        str(STARTED),
+        f"{STARTED}.9",  # fractions of a second are dropped
+        "2025-01-31T12:00:00Z",
+        "2025-01-31T14:00:00+02:00",
+        "2025-01-31T14:00:00+0200",
+        "2025-01-31T12:00Z",
+        "2025-01-31T12:00:00",  # no offset: UTC, the warehouse's time
+    ],
+)
+def test_times_are_unix_seconds_or_iso_8601(started_at: str, closed_port_url: str) -> None:
     result = dora(
         "deployment",
         "--service=shop",
-        "--started-at=2025-01-31T12:00:00",
+        f"--started-at={started_at}",
+        f"--finished-at={FINISHED}",
         "--skip-git",
+        "--dry-run",
         api_url=closed_port_url,
     )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["data"]["attributes"]["started_at"] == STARTED
+
+
+def test_a_time_that_is_neither_says_what_is_accepted(closed_port_url: str) -> None:
+    result = dora("deployment", "--service=shop", "--started-at=yesterday", api_url=closed_port_url)
     assert result.returncode == 2
-    assert "no UTC offset" in result.stderr
-    assert "2025-01-31T12:00:00Z" in result.stderr
+    assert "ISO 8601" in result.stderr and "Unix seconds" in result.stderr
 
 
-def test_outside_a_repository_without_git_flags_says_what_to_pass(
-    tmp_path: Path, closed_port_url: str
+def test_outside_a_repository_it_sends_without_git_and_says_how_to_attach_it(
+    tmp_path: Path, api: str, warehouse: sa.Engine
 ) -> None:
     result = dora(
         *DEPLOYMENT,
-        "--dry-run",
-        api_url=closed_port_url,
+        api_url=api,
         cwd=tmp_path,
         GIT_CEILING_DIRECTORIES=str(tmp_path.parent),
     )
-    assert result.returncode == 2
+    accepted_id(result)
     assert "not inside a git repository" in result.stderr
     assert "--skip-git" in result.stderr
+    with warehouse.connect() as connection:
+        assert connection.execute(sa.select(api_deployments.c.commit_sha)).scalar_one() is None
 
 
 # --- git inference ----------------------------------------------------------------------

@@ -212,6 +212,10 @@ def _with_incident_id(incident_id: str) -> bytes:
             json.dumps(incident_event("incident.triggered", "2025-03-01 10:00:00")).encode(),
             "event.occurred_at",
         ),
+        (
+            json.dumps(incident_event("incident.triggered", "9999-12-31T23:59:59-01:00")).encode(),
+            "event.occurred_at",
+        ),
         (_with_incident_id("P\x00X"), "event.data.id"),
         (_with_incident_id("P" * 65), "event.data.id"),
     ],
@@ -365,13 +369,16 @@ def test_a_delivery_committed_behind_the_watermark_is_still_folded(
     assert (state.status, state.resolved_at) == ("resolved", datetime(2025, 3, 1, 10, 20))
 
 
-def test_odd_field_values_never_fail_the_fold(api: str, warehouse: sa.Engine) -> None:
+@pytest.mark.parametrize("created_at", [1740823200, "0001-01-01T00:00:00+01:00"])
+def test_odd_field_values_never_fail_the_fold(
+    api: str, warehouse: sa.Engine, created_at: object
+) -> None:
     document = incident_event("incident.priority_updated", "2025-03-01T10:00:00Z", status="x")
     document["event"]["data"].update(
         title="Checkout \x00down \ud800" + "!" * 2000,
         number=True,
         status=["resolved"],
-        created_at=1740823200,
+        created_at=created_at,
         teams=["Payments", {"summary": 7}, {"summary": "SRE"}],
         service="Checkout",
         priority={"summary": {"name": "P1"}},

@@ -18,30 +18,28 @@ import json
 import re
 import sys
 import time
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
 from connectors import gitinfo, settings
 from connectors.client import DEPLOYMENT_PATH, FAILURE_PATH, DeliveryError, EventClient, event_body
-from connectors.timestamps import TimestampError, from_epoch_number, from_rfc3339
+from connectors.timestamps import TimestampError, from_epoch_number, from_iso8601
 
-_LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
-_TIME_HELP = "Unix seconds or ISO 8601 with an offset, e.g. 2025-01-31T12:00:00Z"
+_UNIX_TIME = re.compile(r"^-?\d+(\.\d+)?$")
+_TIME_HELP = "Unix seconds or ISO 8601 (UTC unless it has an offset), e.g. 2025-01-31T12:00:00Z"
 
 
 def _unix_seconds(text: str) -> int:
-    """An argparse type: Unix time (s, ms or ns by magnitude) or RFC 3339 with an offset."""
+    """An argparse type: Unix time (s, ms or ns by magnitude, fractions dropped) or ISO 8601."""
     value = text.strip()
     try:
         moment = (
-            from_epoch_number(int(value)) if value.lstrip("-").isdigit() else from_rfc3339(value)
+            from_epoch_number(int(Decimal(value)))
+            if _UNIX_TIME.match(value)
+            else from_iso8601(value)
         )
     except TimestampError as error:
-        if _LOCAL_TIME.match(value):
-            raise argparse.ArgumentTypeError(
-                f"{value!r} has no UTC offset, so the moment is ambiguous; append Z for UTC "
-                "or the offset, e.g. 2025-01-31T12:00:00Z or 2025-01-31T14:00:00+02:00"
-            ) from None
         raise argparse.ArgumentTypeError(f"{error}, or Unix seconds") from None
     return calendar.timegm(moment.timetuple())
 
@@ -123,7 +121,9 @@ def _git_attribute(parser: argparse.ArgumentParser, arguments: argparse.Namespac
     try:
         found = gitinfo.detect()
     except gitinfo.GitInfoError as error:
-        parser.error(str(error))
+        # The event counts in every metric without git; only the link to the code is lost.
+        print(f"{parser.prog}: warning: sending without git information: {error}", file=sys.stderr)
+        return None
     return {"commit_sha": found.commit_sha, "repository_url": found.repository_url}
 
 

@@ -130,15 +130,17 @@ def _storable(value: str) -> str:
     return value
 
 
-def _text(max_length: int) -> Any:
+def _text(max_length: int, min_length: int = 1) -> Any:
     return Annotated[
         str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length),
+        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
         AfterValidator(_storable),
     ]
 
 
 Name = _text(255)
+# `env` and `team` are stored as '' when missing, so an empty one means just that.
+KeyPart = _text(255, min_length=0)
 LongText = _text(1024)
 Url = _text(2048)
 
@@ -204,8 +206,8 @@ class DeploymentAttributes(_Strict):
     service: Name
     started_at: Timestamp
     finished_at: Timestamp
-    env: Name | None = None
-    team: Name | None = None
+    env: KeyPart | None = None
+    team: KeyPart | None = None
     version: Name | None = None
     id: Name | None = None
     git: Git | None = None
@@ -216,8 +218,8 @@ class FailureAttributes(_Strict):
     started_at: Timestamp
     finished_at: Timestamp | None = None
     services: Annotated[list[Name], Field(max_length=MAX_SERVICES)] | None = None
-    team: Name | None = None
-    env: Name | None = None
+    team: KeyPart | None = None
+    env: KeyPart | None = None
     id: Name | None = None
     name: LongText | None = None
     severity: Name | None = None
