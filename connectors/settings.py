@@ -18,8 +18,11 @@ def _csv(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
+WAREHOUSE_URL_VARIABLE = "DORA_WAREHOUSE_URL"
+
+
 def warehouse_url() -> str:
-    return os.environ.get("DORA_WAREHOUSE_URL") or DEFAULT_WAREHOUSE_URL
+    return os.environ.get(WAREHOUSE_URL_VARIABLE) or DEFAULT_WAREHOUSE_URL
 
 
 def api_keys() -> list[str]:

@@ -39,7 +39,7 @@ defs = dg.Definitions(
     schedules=schedules.schedules,
     sensors=sensors.sensors,
     resources={
-        "warehouse": WarehouseResource(),
+        "warehouse": WarehouseResource.from_environment(),
         "pagerduty": PagerDutyResource.from_environment(),
     },
 )

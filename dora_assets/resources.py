@@ -27,6 +27,14 @@ class WarehouseResource(dg.ConfigurableResource):
 
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
+    @classmethod
+    def from_environment(cls) -> "WarehouseResource":
+        """Bound to DORA_WAREHOUSE_URL through dg.EnvVar when it is set, so the Dagster UI
+        shows the variable's name rather than a URL that may carry a password."""
+        if os.environ.get(settings.WAREHOUSE_URL_VARIABLE):
+            return cls(url=dg.EnvVar(settings.WAREHOUSE_URL_VARIABLE))
+        return cls()
+
     @property
     def engine(self) -> sa.Engine:
         if self._engine is None:

@@ -68,6 +68,17 @@ def test_warehouse_url_defaults_to_the_environment(monkeypatch, sqlite_url: str)
     assert WarehouseResource().url == sqlite_url
 
 
+def test_the_ui_sees_the_warehouse_variable_not_its_url(monkeypatch, sqlite_url: str) -> None:
+    """A PostgreSQL URL carries a password: Dagster's resource config must name the variable."""
+    monkeypatch.setenv("DORA_WAREHOUSE_URL", sqlite_url)
+    resource = WarehouseResource.from_environment()
+    shown = resource.get_resource_definition().config_schema.default_value
+    assert shown == {"url": {"env": "DORA_WAREHOUSE_URL"}}
+    # ... and a run resolves it to the warehouse (the variable's name is no SQLAlchemy URL).
+    result = dg.materialize([event_api_events_asset], resources={"warehouse": resource})
+    assert result.success
+
+
 def land(engine: sa.Engine) -> None:
     store = EventStore(engine)
     for number in range(6):
