@@ -358,6 +358,7 @@ def test_json_content_types_are_accepted(warehouse: sa.Engine, content_type: str
         (STARTED * 1_000_000_000 + 250_001_999, "2025-01-31T12:00:00.250001Z"),  # ns, truncated
         ("2025-01-31T13:00:00+01:00", "2025-01-31T12:00:00Z"),
         ("2025-01-31T12:00:00.5Z", "2025-01-31T12:00:00.500000Z"),
+        ("2025-01-31T12:00:00.1234567891234Z", "2025-01-31T12:00:00.123456Z"),  # truncated
     ],
 )
 def test_timestamp_units_and_offsets_are_stored_as_utc(
