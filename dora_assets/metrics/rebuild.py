@@ -1,6 +1,7 @@
 """Rebuilding a run's days of a daily metric table: the step every metric asset shares."""
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,10 @@ def rebuild_days(
     with a preview of the newest days, rows with the largest `preview_largest` first.
     """
     first_day, end_day = day_range(context.partition_key_range)
+    days = (end_day - first_day).days
+    last_day = end_day - dt.timedelta(days=1)
+    context.log.info(f"rebuilding {days} day(s) of {table.name}: {first_day}...{last_day}")
+    started = time.perf_counter()
     with warehouse.replacing_days(table, first_day, end_day) as connection:
         inserted = insert_from_select(connection, table, rows(first_day, end_day))
         figures = org_figures(connection, first_day, end_day)
@@ -43,6 +48,10 @@ def rebuild_days(
             .where(table.c.day >= first_day, table.c.day < end_day)
             .order_by(table.c.day.desc(), preview_largest.desc()),
         )
+    context.log.info(
+        f"replaced {days} day(s) of {table.name} with {inserted:,} rows"
+        f" in {time.perf_counter() - started:.1f} s; recording one materialization per day"
+    )
     return attach_partition_metadata(
         context, figures, {**metadata, "range_row_count": dg.MetadataValue.int(inserted)}
     )
