@@ -15,7 +15,11 @@ timed), then times, in one process:
   the environment, so set them around this script to measure event batching;
 - DuckDB computing the same two tables from the same rows read out of the warehouse
   with SQLAlchemy and pandas (what a notebook user would do), per database;
-- DuckDB on rows already in memory (the floor).
+- DuckDB on rows already in memory (the floor);
+- the same Dagster backfill over an empty warehouse, per database: Dagster's own
+  bookkeeping, about as long as DuckDB's whole path. The target is on what the data
+  adds: the backfill minus that run (`data_work_s`) at most 0.6x DuckDB reading the
+  same warehouse.
 
 Every path's tables are compared value by value. It repeats the SQLite backfill at
 half the rows to show how cost grows, reads peak RSS (the kernel's high-water mark)
@@ -78,6 +82,11 @@ METRIC_RUN = [
     dora_change_failure_rate_daily_reconciliation,
     dora_time_to_restore_daily_reconciliation,
 ]
+# The restated target: the backfill's work on the data (the run minus the same run over
+# an empty warehouse) at most this fraction of DuckDB reading the warehouse. Dagster's
+# per-partition bookkeeping alone costs about as much as DuckDB's whole path, so the
+# original "no slower than DuckDB" could not be met by any warehouse work.
+DATA_WORK_TARGET = 0.6
 RANGE_TAGS = {
     "dagster/asset_partition_range_start": YEAR_START.isoformat(),
     "dagster/asset_partition_range_end": (YEAR_END - dt.timedelta(days=1)).isoformat(),
@@ -283,6 +292,25 @@ def dagster_backfill(
         if event.event_type_value == "STEP_SUCCESS":
             step_seconds[event.step_key] = event.event_specific_data.duration_ms / 1000
     return elapsed, step_seconds
+
+
+def empty_warehouse_backfill(url: str, instance_kind: str, postgres_admin_url: str | None) -> float:
+    """The same backfill over the schema with no rows: Dagster's own bookkeeping plus the
+    run's fixed round trips to that database; the data work is what a full run adds."""
+    open_warehouse(url).dispose()
+    elapsed, _ = dagster_backfill(url, instance_kind, postgres_admin_url)
+    return elapsed
+
+
+def data_work_verdict(seconds: float, duckdb_seconds: float) -> str:
+    """`3.40 s = 0.79x (target <= 0.6: not met)`, the ratio rounded as in the JSON line."""
+    ratio = round(seconds / duckdb_seconds, 2)
+    if seconds < 0:
+        # The empty run took longer than the full one: noise, not a met target.
+        met = "not measured, the two runs' noise exceeds the data work"
+    else:
+        met = "met" if ratio <= DATA_WORK_TARGET else "not met"
+    return f"{seconds:.2f} s = {ratio}x (target <= {DATA_WORK_TARGET}: {met})"
 
 
 CHANGE_FAILURE_RATE_SQL = """
@@ -496,10 +524,8 @@ def main() -> None:
         data = generate(deployments, incidents)
 
         say("Dagster's own cost: the same backfill over an empty SQLite warehouse")
-        empty_url = f"sqlite:///{folder / 'empty.db'}"
-        open_warehouse(empty_url).dispose()
-        dagster_overhead_s, _ = dagster_backfill(
-            empty_url, args.dagster_instance, args.postgres_url
+        dagster_overhead_s = empty_warehouse_backfill(
+            f"sqlite:///{folder / 'empty.db'}", args.dagster_instance, args.postgres_url
         )
         say(f"  {dagster_overhead_s:.2f} s")
 
@@ -524,9 +550,16 @@ def main() -> None:
         duckdb_in_memory_s = time.perf_counter() - started
         say(f"DuckDB on rows in memory: {duckdb_in_memory_s:.2f} s")
 
-        postgres_s = duckdb_postgres_s = None
+        postgres_s = duckdb_postgres_s = postgres_overhead_s = None
         if args.postgres_url:
             say("PostgreSQL warehouse")
+            # Its own empty run, as "the same run" is: the SQLite one would leave
+            # PostgreSQL's per-run connections and empty-table queries in its data work.
+            with postgres_database(args.postgres_url) as empty_postgres_url:
+                postgres_overhead_s = empty_warehouse_backfill(
+                    empty_postgres_url, args.dagster_instance, args.postgres_url
+                )
+            say(f"  over an empty PostgreSQL warehouse: {postgres_overhead_s:.2f} s")
             with postgres_database(args.postgres_url) as postgres_url:
                 engine = open_warehouse(postgres_url)
                 load_postgres(engine, data)
@@ -553,6 +586,10 @@ def main() -> None:
         reference = results["duckdb_in_memory"]
         agreement = {name: tables_agree(reference, tables) for name, tables in results.items()}
 
+    # Not clamped at zero: a negative figure says the run-to-run noise of the two
+    # backfills exceeds the data work (likely under --quick).
+    data_work_s = sqlite_s - dagster_overhead_s
+    postgres_data_work_s = postgres_s - postgres_overhead_s if postgres_s is not None else None
     figures.update(
         {
             "sqlite_s": round(sqlite_s, 3),
@@ -580,6 +617,19 @@ def main() -> None:
             "dagster_floor_over_duckdb_from_postgres": (
                 round(dagster_overhead_s / duckdb_postgres_s, 2) if duckdb_postgres_s else None
             ),
+            "postgres_dagster_empty_backfill_s": (
+                round(postgres_overhead_s, 3) if postgres_overhead_s is not None else None
+            ),
+            "data_work_s": round(data_work_s, 3),
+            "data_work_over_duckdb_from_warehouse": round(data_work_s / duckdb_sqlite_s, 2),
+            "postgres_data_work_s": (
+                round(postgres_data_work_s, 3) if postgres_data_work_s is not None else None
+            ),
+            "postgres_data_work_over_duckdb_from_warehouse": (
+                round(postgres_data_work_s / duckdb_postgres_s, 2)
+                if postgres_data_work_s is not None and duckdb_postgres_s
+                else None
+            ),
             "peak_rss_mb": round(memory.read() / 2**20, 1),
             "sqlite_backfill_peak_rss_mb": round(backfill_peak() / 2**20, 1),
             "values_agree": all(agreement.values()),
@@ -606,6 +656,13 @@ def main() -> None:
             else ""
         )
     )
+    say(
+        "data work (the backfill minus the same run over an empty warehouse), against"
+        " DuckDB reading the same warehouse:"
+    )
+    say(f"  SQLite: {data_work_verdict(data_work_s, duckdb_sqlite_s)}")
+    if postgres_data_work_s is not None and duckdb_postgres_s:
+        say(f"  PostgreSQL: {data_work_verdict(postgres_data_work_s, duckdb_postgres_s)}")
     say(f"full / half rows on SQLite: {figures['full_over_half_sqlite']} (2.0 would be linear)")
     say(
         f"peak RSS: {figures['peak_rss_mb']} MiB;"

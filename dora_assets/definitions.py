@@ -3,6 +3,7 @@
 import dagster as dg
 
 from dora_assets import freshness, schedules, sensors
+from dora_assets.audit import audit_job, audit_schedule
 from dora_assets.ingest.event_api import event_api_events_asset
 from dora_assets.ingest.pagerduty import pagerduty_incidents_asset
 from dora_assets.metrics.change_failure_rate import (
@@ -36,7 +37,8 @@ defs = dg.Definitions(
         dora_time_to_restore_daily_reconciliation,
         *freshness.freshness_checks,
     ],
-    schedules=schedules.schedules,
+    jobs=[audit_job],
+    schedules=[*schedules.schedules, audit_schedule],
     sensors=sensors.sensors,
     resources={
         "warehouse": WarehouseResource.from_environment(),

@@ -1,4 +1,4 @@
-"""Which metric days no longer match their inputs (late or retracted data).
+"""Which metric days no longer match their inputs: the daily audit's comparison.
 
 Each metric table stores additive tallies per (day, service, team, env). We recompute
 those tallies with the metric assets' own queries (grouped in the database on the
@@ -6,7 +6,8 @@ indexed day columns of `dora_deployments` and `dora_incidents`) and compare them
 the stored rows, row for row, in one query. A day whose stored tallies differ from the
 recomputed ones (a deployment landed for last month, an incident resolved a week late,
 an event retracted) is stale. The comparison is exact and costs one grouped scan of
-each input over the days looked at.
+each input over the days looked at, too much for every sensor tick (the sensor reads
+the changed-days record) and right for a daily audit.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sensors: rebuild metric days whose inputs changed late, and evaluate freshness checks."""
+"""Sensors: rebuild metric days whose inputs changed, and evaluate freshness checks."""
 
 import datetime as dt
 import hashlib
@@ -7,19 +7,20 @@ import warnings
 
 import dagster as dg
 
-from dora_assets import late_data
+from connectors.warehouse import reading
+from dora_assets import changed_days
 from dora_assets.freshness import METRIC_KEYS, freshness_checks
+from dora_assets.metrics.rebuild import STALE_DAYS_TAG
+from dora_assets.partitions import daily_partitions
 from dora_assets.resources import WarehouseResource
 from dora_assets.schedules import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 
-CHANGE_FAILURE_RATE_KEY, TIME_TO_RESTORE_KEY = METRIC_KEYS
-STALE_DAYS_TAG = "dora/stale_days"
 LATE_DATA_INTERVAL_SECONDS = 300
 
 late_data_job = dg.define_asset_job(
     "rebuild_stale_metric_days",
     selection=dg.AssetSelection.assets(*METRIC_KEYS),
-    description="Rebuild the metric partitions whose inputs changed after they were built.",
+    description="Rebuild the metric days whose inputs changed after they were built.",
 )
 
 
@@ -32,18 +33,22 @@ def _latest_build_storage_id(instance: dg.DagsterInstance, asset_key: dg.AssetKe
     return records[0].storage_id if records else 0
 
 
-def _find_stale_days(instance: dg.DagsterInstance, warehouse: WarehouseResource) -> set[dt.date]:
-    queries = {
-        CHANGE_FAILURE_RATE_KEY: late_data.stale_change_failure_rate_days,
-        TIME_TO_RESTORE_KEY: late_data.stale_time_to_restore_days,
-    }
+def find_stale_days(instance: dg.DagsterInstance, warehouse: WarehouseResource) -> set[dt.date]:
+    """Built metric days that the changed-days record lists (read from a small table, so
+    the cost follows what changed, not the history)."""
+    first_day = daily_partitions.start.date()
+    end_day = dt.date.fromisoformat(daily_partitions.get_last_partition_key()) + dt.timedelta(
+        days=1
+    )
+    with reading(warehouse.engine) as connection:
+        pending = changed_days.pending(
+            connection, [key.path[-1] for key in METRIC_KEYS], first_day, end_day
+        )
     stale: set[dt.date] = set()
-    with warehouse.engine.connect() as connection:
-        for asset_key, query in queries.items():
-            built = _built_days(instance, asset_key)
-            if built:
-                end_day = max(built) + dt.timedelta(days=1)
-                stale |= late_data.stale_days(connection, query(min(built), end_day), built)
+    for asset_key in METRIC_KEYS:
+        recorded = pending[asset_key.path[-1]]
+        if recorded:
+            stale |= recorded & _built_days(instance, asset_key)
     return stale
 
 
@@ -68,17 +73,17 @@ def _request_key(instance: dg.DagsterInstance, days: list[dt.date]) -> str:
     minimum_interval_seconds=LATE_DATA_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Finds metric days whose stored tallies no longer match dora_deployments and"
-        " dora_incidents (late, backfilled, resolved or retracted events) and rebuilds"
-        " exactly those days in one partition-range run covering them."
+        "Reads the changed-days record that every change to dora_deployments and"
+        " dora_incidents writes (late, backfilled, resolved or retracted events) and"
+        " rebuilds those built metric days in one run; the run clears what it rebuilt."
     ),
 )
 def late_data_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.RunRequest | dg.SkipReason:
-    days = sorted(_find_stale_days(context.instance, warehouse))
+    days = sorted(find_stale_days(context.instance, warehouse))
     if not days:
-        return dg.SkipReason("every built metric day matches its inputs")
+        return dg.SkipReason("no built metric day has changed inputs")
     run_key = _request_key(context.instance, days)
     listed = ", ".join(day.isoformat() for day in days)
     if run_key == context.cursor:

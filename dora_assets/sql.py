@@ -13,23 +13,6 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
 
 
-class utc_date(FunctionElement):
-    """The UTC calendar day of a naive-UTC timestamp column."""
-
-    type = sa.Date()
-    inherit_cache = True
-
-
-@compiles(utc_date)
-def _utc_date_default(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.clauses, **kw)} AS DATE)"
-
-
-@compiles(utc_date, "sqlite")
-def _utc_date_sqlite(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"date({compiler.process(element.clauses, **kw)})"
-
-
 class seconds_between(FunctionElement):
     """`end - start` in seconds, rounded to the millisecond in every database.
 

@@ -342,8 +342,8 @@ def test_unmapped_pagerduty_services_are_reported_as_a_warning(
     result = materialize(NORMALIZED, scenario, instance)
 
     [incidents] = result.asset_materializations_for_node("dora_incidents")
-    assert incidents.metadata["rows_from_api"].value == 9  # F2 twice; F8 retracted
-    assert incidents.metadata["rows_from_pagerduty"].value == 1
+    # 9 API rows (F2 twice; F8 retracted) and the PagerDuty incident
+    assert incidents.metadata["rows_inserted"].value == 10
     assert incidents.metadata["dagster/row_count"].value == 10
     evaluations = result.get_asset_check_evaluations()
     [unmapped] = [e for e in evaluations if e.check_name == "pagerduty_services_mapped"]
@@ -352,6 +352,13 @@ def test_unmapped_pagerduty_services_are_reported_as_a_warning(
     assert unmapped.metadata["unmapped_services"].value == ["Checkout API"]
     others = [e for e in evaluations if e.check_name != "pagerduty_services_mapped"]
     assert len(others) == 8 and all(e.passed for e in others)
+
+    # Nothing changed since: a second refresh reads, compares and writes nothing.
+    again = materialize(NORMALIZED, scenario, instance)
+    for key in ("dora_deployments", "dora_incidents"):
+        [refreshed] = again.asset_materializations_for_node(key)
+        written = ("rows_inserted", "rows_updated", "rows_deleted")
+        assert [refreshed.metadata[name].value for name in written] == [0, 0, 0]
 
 
 def test_rematerializing_partitions_leaves_identical_tables(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.config import DoraConfig, IncidentFilters, ServiceMapping, parse_config
-from connectors.pagerduty.normalize import pagerduty_incident_rows
+from connectors.pagerduty.normalize import pagerduty_incident_rows, unmapped_services
 from connectors.pagerduty.webhooks import (
     fold_webhook_deliveries,
     parse_webhook_event,
@@ -70,17 +71,31 @@ def webhook(engine: sa.Engine, webhook_id: str, event_type: str, occurred_at: st
     fold_webhook_deliveries(engine)
 
 
+@dataclass(frozen=True)
+class Normalized:
+    rows: list[dict[str, Any]]
+    unmapped_services: set[str]
+
+
+def normalize(engine: sa.Engine, config: DoraConfig) -> Normalized:
+    """Every PagerDuty incident as `dora_incidents` rows, and the unmapped services."""
+    with engine.connect() as connection:
+        return Normalized(
+            pagerduty_incident_rows(connection, config), unmapped_services(connection, config)
+        )
+
+
 def only_row(engine: sa.Engine, config: DoraConfig) -> dict[str, Any]:
-    (row,) = pagerduty_incident_rows(engine, config).rows
+    (row,) = normalize(engine, config).rows
     return row
 
 
 def test_a_resolved_incident_becomes_one_complete_row(warehouse: sa.Engine) -> None:
     config = parse_config({"pagerduty": {"services": {"PSVC002": {"service": "search"}}}})
-    result = pagerduty_incident_rows(warehouse, config)
+    result = normalize(warehouse, config)
     assert result.rows == []
     pull(warehouse)
-    result = pagerduty_incident_rows(warehouse, config)
+    result = normalize(warehouse, config)
     assert result.rows == [
         {
             "incident_id": "pagerduty:PABC123",
@@ -152,7 +167,7 @@ def test_a_mapping_without_service_keeps_the_pagerduty_name(warehouse: sa.Engine
 def test_unmapped_defaults_service_name_catalog_team_and_prod(warehouse: sa.Engine) -> None:
     pull(warehouse)
     config = DoraConfig(service_teams={"Search API": "relevance"})
-    result = pagerduty_incident_rows(warehouse, config)
+    result = normalize(warehouse, config)
     (row,) = result.rows
     assert (row["service"], row["team"], row["env"]) == ("Search API", "relevance", "prod")
     assert result.unmapped_services == {"Search API"}
@@ -171,7 +186,7 @@ def test_without_any_team_the_team_is_empty(warehouse: sa.Engine) -> None:
 def test_severity_is_the_priority_else_the_urgency(warehouse: sa.Engine) -> None:
     pull(warehouse, "PWITHP1", priority="P1", urgency="low")
     pull(warehouse, "PNOPRIO", priority=None, urgency="low")
-    rows = pagerduty_incident_rows(warehouse, DoraConfig()).rows
+    rows = normalize(warehouse, DoraConfig()).rows
     assert {row["incident_id"]: row["severity"] for row in rows} == {
         "pagerduty:PNOPRIO": "low",
         "pagerduty:PWITHP1": "P1",
@@ -223,7 +238,7 @@ def test_filters_drop_what_they_do_not_name(
     warehouse: sa.Engine, filters: IncidentFilters, kept: set[str], unmapped: set[str]
 ) -> None:
     _pull_a_mix(warehouse)
-    result = pagerduty_incident_rows(warehouse, DoraConfig(pagerduty_filters=filters))
+    result = normalize(warehouse, DoraConfig(pagerduty_filters=filters))
     assert {row["incident_id"].removeprefix("pagerduty:") for row in result.rows} == kept
     # Services whose incidents were all filtered out are not worth a mapping warning.
     assert result.unmapped_services == unmapped

@@ -44,6 +44,7 @@ def definitions_with(**resources: object) -> dg.Definitions:
     return dg.Definitions(
         assets=defs.assets,
         asset_checks=defs.asset_checks,
+        jobs=defs.jobs,
         schedules=defs.schedules,
         sensors=defs.sensors,
         resources={**defs.resources, **resources},
@@ -215,7 +216,7 @@ def test_late_data_sensor_requests_exactly_the_changed_days_in_one_run(
         execute(definitions, instance, built, "daily_metrics")
         nothing = evaluate(None)
         assert nothing.run_requests == []
-        assert nothing.skip_message == "every built metric day matches its inputs"
+        assert nothing.skip_message == "no built metric day has changed inputs"
 
         # A deployment backfilled through the API for 2 March, one retracted on 5 March,
         # and the incident of 3 March resolved on 8 March, taken up by the next refresh.
@@ -246,7 +247,7 @@ def test_late_data_sensor_requests_exactly_the_changed_days_in_one_run(
         assert len(instance.get_runs()) == runs_before + 1
         settled = evaluate(first.cursor)
         assert settled.run_requests == []
-        assert settled.skip_message == "every built metric day matches its inputs"
+        assert settled.skip_message == "no built metric day has changed inputs"
 
     assert metric_rows(warehouse, dora_change_failure_rate_daily, "deployments", "failures") == [
         ("2025-03-01", "checkout", 1, 0),
@@ -259,3 +260,58 @@ def test_late_data_sensor_requests_exactly_the_changed_days_in_one_run(
     assert metric_rows(
         warehouse, dora_time_to_restore_daily, "resolved_incidents", "total_seconds"
     ) == [("2025-03-04", "checkout", 1, 3600.0), ("2025-03-08", "checkout", 1, restored_in)]
+
+
+# --- daily audit ----------------------------------------------------------------------
+
+
+def test_the_daily_audit_rebuilds_exactly_the_days_that_differ_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+    warehouse: sa.Engine,
+    warehouse_url: str,
+    instance: dg.DagsterInstance,
+) -> None:
+    monkeypatch.delenv("PAGERDUTY_API_TOKEN", raising=False)
+    EventStore(warehouse).upsert_deployments(
+        [
+            deployment("d-0302", "2025-03-02", "12:00:00"),
+            deployment("d-0304", "2025-03-04", "08:00:00"),
+        ]
+    )
+    definitions = definitions_with(warehouse=WarehouseResource(url=warehouse_url))
+    built = dg.RunRequest(
+        asset_selection=[EVENT_API, *NORMALIZED_KEYS, *METRIC_KEYS],
+        tags={RANGE_START: "2025-03-01", RANGE_END: "2025-03-05"},
+    )
+    execute(definitions, instance, built, "daily_metrics")
+    before = metric_rows(warehouse, dora_change_failure_rate_daily, "deployments")
+    # A day that drifted from its inputs without any recorded change (say, a bug, or a
+    # hand edit): the sensor cannot see it, the audit must.
+    with warehouse.begin() as connection:
+        connection.execute(
+            sa.update(dora_change_failure_rate_daily)
+            .where(dora_change_failure_rate_daily.c.day == dt.date(2025, 3, 4))
+            .values(deployments=5)
+        )
+
+    audit = definitions.resolve_job_def("audit_metric_days").execute_in_process(instance=instance)
+
+    assert audit.success
+    [output] = [event for event in audit.all_events if event.event_type_value == "STEP_OUTPUT"]
+    metadata = output.event_specific_data.metadata
+    assert metadata["days_differing_and_rebuilt"].value == {
+        "dora_change_failure_rate_daily": ["2025-03-04"],
+        "dora_time_to_restore_daily": [],
+    }
+    assert metadata["days_audited"].value == {
+        "dora_change_failure_rate_daily": 5,
+        "dora_time_to_restore_daily": 5,
+    }
+    [rebuilt] = audit.asset_materializations_for_node("compare_and_repair_metric_days")
+    assert (rebuilt.asset_key, rebuilt.partition) == (METRIC_KEYS[0], "2025-03-04")
+    assert metric_rows(warehouse, dora_change_failure_rate_daily, "deployments") == before
+    schedule = definitions.resolve_schedule_def("audit_metrics_daily_at_0300_utc")
+    assert (schedule.cron_schedule, schedule.default_status) == (
+        "0 3 * * *",
+        dg.DefaultScheduleStatus.RUNNING,
+    )

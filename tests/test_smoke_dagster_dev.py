@@ -291,7 +291,11 @@ def test_dagster_dev_lists_assets_and_backfills_seven_days_in_one_run(
     assert {
         schedule["name"]: schedule["scheduleState"]["status"]
         for schedule in automation["schedulesOrError"]["results"]
-    } == {"refresh_sources_every_15_minutes": "RUNNING", "daily_metrics_at_0100_utc": "RUNNING"}
+    } == {
+        "refresh_sources_every_15_minutes": "RUNNING",
+        "daily_metrics_at_0100_utc": "RUNNING",
+        "audit_metrics_daily_at_0300_utc": "RUNNING",
+    }
     assert {
         sensor["name"]: sensor["sensorState"]["status"]
         for sensor in automation["sensorsOrError"]["results"]

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from connectors.events.identity import deployment_id, failure_id
 from connectors.events.schemas import ChangeFailure, DeploymentEvent, FailureEvent, Remediation
 from connectors.timestamps import utcnow
+from connectors.warehouse import reading
 from connectors.warehouse.schema import api_deployments, api_failure_services, api_failures
 from connectors.warehouse.upsert import upsert
 
@@ -396,7 +397,7 @@ class EventStore:
 
     def get_deployment(self, identifier: str) -> StoredDeployment | None:
         """The deployment, or None when it is unknown or retracted."""
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             row = _live_row(connection, _DEPLOYMENTS, identifier)
         if row is None:
             return None
@@ -416,7 +417,7 @@ class EventStore:
 
     def get_failure(self, identifier: str) -> StoredFailure | None:
         """The failure with its services, or None when it is unknown or retracted."""
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             row = _live_row(connection, _FAILURES, identifier)
             if row is None:
                 return None

@@ -10,9 +10,10 @@ dropped when the configured filters exclude it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -58,14 +59,16 @@ class PagerDutyIncident:
     source: str = PULL_SOURCE
 
 
-@dataclass
-class NormalizedIncidents:
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    # PagerDuty services (name, else id) that DORA_CONFIG does not map; defaults were used.
-    unmapped_services: set[str] = field(default_factory=set)
+class ServiceFields(Protocol):
+    """What mapping and filtering read of an incident."""
+
+    service_id: str | None
+    service_name: str | None
+    urgency: str | None
+    priority: str | None
 
 
-def mapping_for(incident: PagerDutyIncident, config: DoraConfig) -> ServiceMapping | None:
+def mapping_for(incident: ServiceFields, config: DoraConfig) -> ServiceMapping | None:
     """The DORA_CONFIG entry for the incident's service, by id first, then by name."""
     for key in (incident.service_id, incident.service_name):
         if key is not None and key in config.pagerduty_services:
@@ -73,7 +76,7 @@ def mapping_for(incident: PagerDutyIncident, config: DoraConfig) -> ServiceMappi
     return None
 
 
-def passes_filters(incident: PagerDutyIncident, filters: IncidentFilters) -> bool:
+def passes_filters(incident: ServiceFields, filters: IncidentFilters) -> bool:
     """An empty filter lets everything through; a missing value never matches a set filter."""
     return (
         (not filters.urgencies or incident.urgency in filters.urgencies)
@@ -126,22 +129,27 @@ def _team_names(teams: str) -> tuple[str, ...]:
     return tuple(name for name in json.loads(teams) if name)
 
 
-def newest_observations(connection: sa.Connection) -> list[PagerDutyIncident]:
-    """Each incident once, from whichever of pull and webhooks observed it last.
+def newest_observations(
+    connection: sa.Connection, incident_ids: Sequence[str] | None = None
+) -> list[PagerDutyIncident]:
+    """Each incident (of `incident_ids`, else all) once, from whichever of pull and
+    webhooks observed it last.
 
     On a tie the pull wins: its `resolved_at` comes from PagerDuty itself.
     """
-    pull = sa.select(
-        *(pagerduty_incidents.c[name] for name in _COLUMNS),
-        sa.literal(PULL_SOURCE).label("source"),
-        sa.literal(0).label("preference"),
-    )
-    webhook = sa.select(
-        *(pagerduty_webhook_incidents.c[name] for name in _COLUMNS),
-        sa.literal(WEBHOOK_SOURCE).label("source"),
-        sa.literal(1).label("preference"),
-    )
-    both = sa.union_all(pull, webhook).subquery()
+
+    def observations(table: sa.Table, source: str, preference: int) -> sa.Select:
+        query = sa.select(
+            *(table.c[name] for name in _COLUMNS),
+            sa.literal(source).label("source"),
+            sa.literal(preference).label("preference"),
+        )
+        return query if incident_ids is None else query.where(table.c.incident_id.in_(incident_ids))
+
+    both = sa.union_all(
+        observations(pagerduty_incidents, PULL_SOURCE, 0),
+        observations(pagerduty_webhook_incidents, WEBHOOK_SOURCE, 1),
+    ).subquery()
     ranked = sa.select(
         both,
         sa.func.row_number()
@@ -162,16 +170,32 @@ def newest_observations(connection: sa.Connection) -> list[PagerDutyIncident]:
     ]
 
 
-def pagerduty_incident_rows(engine: sa.Engine, config: DoraConfig) -> NormalizedIncidents:
-    """The `dora_incidents` rows of every PagerDuty incident the filters keep."""
-    with engine.connect() as connection:
-        incidents = newest_observations(connection)
-    result = NormalizedIncidents()
-    for incident in incidents:
-        if not passes_filters(incident, config.pagerduty_filters):
-            continue
-        result.rows.append(incident_row(incident, config))
-        if mapping_for(incident, config) is None:
-            result.unmapped_services.add(incident.service_name or incident.service_id or "")
-    result.unmapped_services.discard("")
-    return result
+def pagerduty_incident_rows(
+    connection: sa.Connection, config: DoraConfig, incident_ids: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """The `dora_incidents` rows of the incidents (of `incident_ids`, else all) that the
+    filters keep."""
+    return [
+        incident_row(incident, config)
+        for incident in newest_observations(connection, incident_ids)
+        if passes_filters(incident, config.pagerduty_filters)
+    ]
+
+
+def unmapped_services(connection: sa.Connection, config: DoraConfig) -> set[str]:
+    """PagerDuty services (name, else id) of incidents the filters keep that DORA_CONFIG
+    does not map (their incidents are recorded under the defaults)."""
+    fields = ("service_id", "service_name", "urgency", "priority")
+    seen = sa.union(
+        *(
+            sa.select(*(table.c[name] for name in fields))
+            for table in (pagerduty_incidents, pagerduty_webhook_incidents)
+        )
+    )
+    unmapped = {
+        row.service_name or row.service_id or ""
+        for row in connection.execute(seen)
+        if passes_filters(row, config.pagerduty_filters) and mapping_for(row, config) is None
+    }
+    unmapped.discard("")
+    return unmapped

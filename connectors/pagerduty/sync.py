@@ -34,6 +34,7 @@ from connectors.pagerduty.listing import (
     utc_naive,
 )
 from connectors.timestamps import from_rfc3339, utcnow
+from connectors.warehouse import reading
 from connectors.warehouse.schema import pagerduty_incidents
 from connectors.warehouse.upsert import supports_upsert, upsert
 
@@ -104,7 +105,7 @@ def _open_incidents(engine: sa.Engine) -> dict[str, datetime]:
     query = sa.select(pagerduty_incidents.c.incident_id, pagerduty_incidents.c.created_at).where(
         pagerduty_incidents.c.status.in_(OPEN_STATUSES)
     )
-    with engine.connect() as connection:
+    with reading(engine) as connection:
         return dict(connection.execute(query).tuples().all())
 
 

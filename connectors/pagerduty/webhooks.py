@@ -260,10 +260,12 @@ def fold_webhook_deliveries(engine: sa.Engine) -> FoldReport:
             .order_by(deliveries.c.incident_id, deliveries.c.occurred_at, deliveries.c.webhook_id)
         ).all()
         states = []
+        folded_at = utcnow()
         for _, group in groupby(rows, key=lambda row: row.incident_id):
             state = incident_state(parse_webhook_event(row.payload) for row in group)
             if state is not None:
-                states.append(state)
+                # The change marker `dora_incidents` reads from (observed_at is PagerDuty's).
+                states.append({**state, "updated_at": folded_at})
         if states:
             connection.execute(upsert(incidents, connection.dialect), states)
         new_watermark = max([watermark, *(row.received_at for row in rows)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -9,6 +11,8 @@ from sqlalchemy.engine import make_url
 
 from connectors import settings
 
+# Marks a connection whose transactions only read (see `reading`).
+_READ_ONLY = "dora_read_only"
 # Long enough for an API write to wait out a Dagster partition rewrite.
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -41,7 +45,17 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        deferred = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+
+@contextmanager
+def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection for reads only. On SQLite its transaction begins DEFERRED: in WAL mode
+    it reads a snapshot without taking (or waiting for) the write lock, so a long query
+    (an audit, a check over a large table) never holds up the API's writes."""
+    with engine.connect() as connection:
+        yield connection.execution_options(**{_READ_ONLY: True})
 
 
 def create_engine(url: str | None = None, **kwargs: object) -> sa.Engine:

@@ -107,12 +107,14 @@ def _incident_state() -> list[sa.Column]:
     ]
 
 
+# `observed_at` is when the pull read the incident: the change marker `dora_incidents` reads.
 pagerduty_incidents = sa.Table(
     "pagerduty_incidents",
     metadata,
     *_incident_state(),
     sa.Column("created_day", sa.Date, nullable=False, index=True),
     sa.Column("raw", sa.Text, nullable=False),
+    sa.Index("ix_pagerduty_incidents_observed_at", "observed_at"),
 )
 
 pagerduty_webhook_deliveries = sa.Table(
@@ -127,7 +129,13 @@ pagerduty_webhook_deliveries = sa.Table(
 )
 
 # Incident state folded from webhook deliveries (latest event by occurred_at wins).
-pagerduty_webhook_incidents = sa.Table("pagerduty_webhook_incidents", metadata, *_incident_state())
+pagerduty_webhook_incidents = sa.Table(
+    "pagerduty_webhook_incidents",
+    metadata,
+    *_incident_state(),
+    # When the fold last wrote the row: the change marker `dora_incidents` reads.
+    sa.Column("updated_at", sa.DateTime, nullable=False, index=True),
+)
 
 # Watermarks of incremental readers (e.g. which landed events were already taken up).
 ingest_state = sa.Table(
@@ -177,12 +185,13 @@ dora_incidents = sa.Table(
     sa.Index("ix_dora_incidents_finished_day", "finished_day", "service", "team", "env"),
 )
 
-# Service catalog from DORA_CONFIG (service -> team), joined when an event names no team.
-dora_service_catalog = sa.Table(
-    "dora_service_catalog",
+# Metric days whose inputs changed since they were last built (see dora_assets.changed_days).
+metric_changed_days = sa.Table(
+    "metric_changed_days",
     metadata,
-    sa.Column("service", sa.String(255), primary_key=True),
-    sa.Column("team", sa.String(255), nullable=False),
+    sa.Column("metric", sa.String(255), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("changed_at", sa.DateTime, nullable=False),
 )
 
 # --- metrics --------------------------------------------------------------------------

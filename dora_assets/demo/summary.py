@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
+from connectors.warehouse import reading
 from connectors.warehouse.schema import dora_change_failure_rate_daily, dora_incidents
 from dora_assets.sql import seconds_between
 
@@ -64,7 +65,7 @@ def window_figures(
     engine: sa.Engine, first_day: dt.date, end_day: dt.date
 ) -> tuple[list[Figures], Figures]:
     """Per (team, service) over `[first_day, end_day)`, and org-wide."""
-    with engine.connect() as connection:
+    with reading(engine) as connection:
         counts = _counts(connection, first_day, end_day)
         restores = _restores(connection, first_day, end_day)
     medians = restores.groupby(["team", "service"])["seconds"].median()

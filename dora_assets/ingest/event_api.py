@@ -41,8 +41,9 @@ def _tally(
 def landed_since(connection: sa.Connection, watermark: dt.datetime | None) -> TakenUp:
     """API events written or retracted after `watermark` (all of them on the first run).
 
-    The counts are for the UI only: the normalized tables are rebuilt from the whole
-    landing tables, so an event committed out of `updated_at` order is never lost.
+    The counts are for the UI only: each normalized table reads the landing tables from
+    its own watermark (re-reading a few minutes behind it), so an event committed out of
+    `updated_at` order is never lost.
     """
     deployments, retracted_deployments, newest_deployment = _tally(
         connection, api_deployments, watermark
@@ -69,7 +70,8 @@ deliveries, which it folds into per-incident state (the latest event by `occurre
 wins, whatever the delivery order).
 
 Its metadata reports how many events it took up; the normalized assets downstream
-rebuild from the landing tables. Unpartitioned: the API accepts events for any day.
+apply what changed since their own watermarks. Unpartitioned: the API accepts events
+for any day.
 """,
 )
 def event_api_events_asset(warehouse: WarehouseResource) -> dg.MaterializeResult:

@@ -6,6 +6,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from connectors.pagerduty.sync import sync_incidents
+from connectors.warehouse import reading
 from connectors.warehouse.schema import pagerduty_incidents
 from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata, table_metadata
 from dora_assets.partition_metadata import attach_partition_metadata
@@ -45,7 +46,7 @@ def pagerduty_incidents_asset(
     first_day, end_day = day_range(context.partition_key_range)
     landed = pagerduty_incidents.c
     in_range = sa.and_(landed.created_day >= first_day, landed.created_day < end_day)
-    with warehouse.engine.connect() as connection:
+    with reading(warehouse.engine) as connection:
         per_day = dict(
             connection.execute(
                 sa.select(landed.created_day, sa.func.count())

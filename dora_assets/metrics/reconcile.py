@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import dagster as dg
 import sqlalchemy as sa
 
+from connectors.warehouse import reading
 from dora_assets.metadata import markdown_table
 from dora_assets.partitions import day_range
 from dora_assets.resources import WarehouseResource
@@ -65,7 +66,7 @@ def reconciliation_check(
             return dg.AssetCheckResult(passed=True, description="No materialized partition yet.")
         first, last = min(days), max(days)
         mismatches: list[tuple[str, str, float, float]] = []
-        with warehouse.engine.connect() as connection:
+        with reading(warehouse.engine) as connection:
             for name, (source_day, aggregate) in measures.items():
                 in_metric = _per_day(
                     connection, metric_table.c.day, sa.func.sum(metric_table.c[name]), first, last

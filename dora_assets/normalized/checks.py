@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 import dagster as dg
 import sqlalchemy as sa
 
+from connectors.warehouse import reading
 from dora_assets.metadata import markdown_table
 from dora_assets.resources import WarehouseResource
 
@@ -84,7 +85,7 @@ def integrity_checks(
     @dg.multi_asset_check(specs=specs, name=f"{table.name}_integrity")
     def _checks(warehouse: WarehouseResource) -> Iterable[dg.AssetCheckResult]:
         latest_allowed = dt.datetime.now(dt.UTC).replace(tzinfo=None) + FUTURE_TOLERANCE
-        with warehouse.engine.connect() as connection:
+        with reading(warehouse.engine) as connection:
             yield _result(
                 "unique_keys",
                 asset_key,

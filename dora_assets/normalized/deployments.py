@@ -1,45 +1,81 @@
-"""`dora_deployments`: one row per deployment, rebuilt from what the event API landed."""
+"""`dora_deployments`: one row per deployment, maintained from what the event API landed."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 import sqlalchemy as sa
 
-from connectors.config import load_config
-from connectors.warehouse.schema import api_deployments, dora_deployments, dora_service_catalog
-from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata, table_metadata
-from dora_assets.normalized.catalog import refresh_service_catalog, team_or_catalog_team
+from connectors.config import DoraConfig, load_config
+from connectors.warehouse.schema import api_deployments, dora_deployments
+from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata
+from dora_assets.normalized.changes import ChangeFeed, Row
 from dora_assets.normalized.checks import integrity_checks
+from dora_assets.normalized.refresh import (
+    ConfigDocument,
+    Source,
+    refresh,
+    services_with_new_team,
+)
+from dora_assets.normalized.report import refresh_result
 from dora_assets.resources import WarehouseResource
-from dora_assets.sql import insert_from_select, utc_date
+
+landed = api_deployments.c
 
 
-def deployments_from_api() -> sa.Select:
-    """Live (not retracted) API deployments as `dora_deployments` rows, in table column order."""
-    landed = api_deployments.c
-    return (
-        sa.select(
-            landed.deployment_id,
-            landed.service,
-            team_or_catalog_team(landed.team),
-            landed.env,
-            landed.version,
-            landed.commit_sha,
-            landed.repository_url,
-            landed.started_at,
-            landed.finished_at,
-            sa.literal("api"),
-            landed.custom_tags,
-            landed.change_failure,
-            landed.remediation_type,
-            landed.updated_at,
-            utc_date(landed.finished_at),
+@dataclass(frozen=True)
+class ApiDeployments:
+    """Live (not retracted) API deployments as `dora_deployments` rows."""
+
+    config: DoraConfig
+    table: sa.Table = dora_deployments
+
+    def held(self, connection: sa.Connection, keys: Sequence[str]) -> list[Row]:
+        query = sa.select(dora_deployments).where(dora_deployments.c.deployment_id.in_(keys))
+        return [dict(row) for row in connection.execute(query).mappings()]
+
+    def wanted(self, connection: sa.Connection, keys: Sequence[str]) -> list[Row]:
+        query = sa.select(api_deployments).where(
+            landed.deployment_id.in_(keys), landed.deleted_at.is_(None)
         )
-        .select_from(
-            api_deployments.outerjoin(
-                dora_service_catalog, dora_service_catalog.c.service == landed.service
-            )
+        return [
+            {
+                "deployment_id": row.deployment_id,
+                "service": row.service,
+                "team": row.team or self.config.team_of(row.service),
+                "env": row.env,
+                "version": row.version,
+                "commit_sha": row.commit_sha,
+                "repository_url": row.repository_url,
+                "started_at": row.started_at,
+                "finished_at": row.finished_at,
+                "source": "api",
+                "custom_tags": row.custom_tags,
+                "change_failure": row.change_failure,
+                "remediation_type": row.remediation_type,
+                "ingested_at": row.updated_at,
+                "finished_day": row.finished_at.date(),
+            }
+            for row in connection.execute(query)
+        ]
+
+
+def _catalog_teamed(before: ConfigDocument, after: ConfigDocument) -> sa.Select | None:
+    """Deployments that took their team from a catalog entry that changed."""
+    services = services_with_new_team(before, after)
+    if not services:
+        return None
+    return sa.select(landed.deployment_id).where(landed.team == "", landed.service.in_(services))
+
+
+def deployment_sources(config: DoraConfig) -> list[Source]:
+    return [
+        Source(
+            normalization=ApiDeployments(config),
+            feeds=[ChangeFeed("dora_deployments.api", landed.deployment_id, landed.updated_at)],
+            affected_by_config=_catalog_teamed,
         )
-        .where(landed.deleted_at.is_(None))
-    )
+    ]
 
 
 @dg.asset(
@@ -53,30 +89,28 @@ def deployments_from_api() -> sa.Select:
 **Every deployment, one row each** (`deployment_id` is the key). The downstream contract
 of DESIGN.md: BI, dbt and notebooks read this table directly.
 
-Rebuilt in one transaction from the event API's landing table `api_deployments`
-(retracted deployments dropped) with one `INSERT ... SELECT`. `team` is the event's own
-team, else the team the `DORA_CONFIG` service catalog gives the service, else `''`;
-`finished_day` is the UTC day of `finished_at`, stored so metrics group on an index.
+Maintained incrementally from the event API's landing table `api_deployments`: each
+run reads the deployments written or retracted since its watermark (`updated_at`),
+writes only the rows that differ, and records the metric days each change touches
+(before and after) for the late-data sensor. `team` is the event's own team, else the
+team the `DORA_CONFIG` service catalog gives the service, else `''`; a catalog edit
+re-teams just the rows it affects. `finished_day` is the UTC day of `finished_at`,
+stored so metrics group on an index. Metadata: rows inserted, updated and deleted,
+metric days marked changed, and a preview of the rows written.
 """,
 )
-def dora_deployments_asset(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    with warehouse.rewriting(dora_deployments, dora_service_catalog) as connection:
-        refresh_service_catalog(connection, load_config())
-        connection.execute(sa.delete(dora_deployments))
-        inserted = insert_from_select(connection, dora_deployments, deployments_from_api())
-        metadata = table_metadata(
-            connection,
-            dora_deployments,
-            inserted,
-            sa.select(
-                dora_deployments.c.deployment_id,
-                dora_deployments.c.service,
-                dora_deployments.c.team,
-                dora_deployments.c.env,
-                dora_deployments.c.finished_at,
-            ).order_by(dora_deployments.c.finished_at.desc()),
-        )
-    return dg.MaterializeResult(metadata=metadata)
+def dora_deployments_asset(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    config = load_config()
+    applied = refresh(
+        warehouse.engine,
+        dora_deployments.name,
+        deployment_sources(config),
+        config,
+        on_progress=context.log.info,
+    )
+    return refresh_result(warehouse.engine, dora_deployments, applied)
 
 
 dora_deployments_checks = integrity_checks(

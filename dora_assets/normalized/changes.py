@@ -1,0 +1,191 @@
+"""Applying landing changes to a normalized table, a bounded chunk per transaction.
+
+A normalized table is maintained, not rebuilt: each run reads the landing rows written
+since its watermark (a change feed), computes what the normalized table should hold
+for those landing keys, compares it with what it holds, and writes only the
+difference: new and changed rows upserted, rows no longer wanted deleted. Every
+difference records the metric days it touches (old row and new row) in the
+changed-days record. The watermark moves in the same transaction, so a crash
+re-applies a chunk rather than skipping it; re-applying is harmless because it writes
+only differences.
+
+Each chunk is one short transaction (`CHUNK_KEYS` landing keys), so a first build
+over a long history never holds the warehouse's write lock for long and API writes
+interleave with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from connectors.warehouse.upsert import upsert
+from connectors.warehouse.watermarks import lock_watermark, save_watermark
+from dora_assets import changed_days
+
+CHUNK_KEYS = 2_000
+# A landing write can commit after a reader has passed its `updated_at` (PostgreSQL
+# commits concurrent transactions in any order; clocks of API replicas differ a little),
+# so each run re-reads this far behind its watermark. Re-reading costs a comparison,
+# never a write.
+REREAD_OVERLAP = dt.timedelta(minutes=5)
+# Set by the landing write, not part of what a row says: changes of it alone are not
+# changes of the row.
+BOOKKEEPING_COLUMNS = frozenset({"ingested_at"})
+
+Row = dict[str, Any]
+
+
+class Normalization(Protocol):
+    """How the rows of one landing source become rows of a normalized table."""
+
+    table: sa.Table
+
+    def held(self, connection: sa.Connection, keys: Sequence[str]) -> list[Row]:
+        """The rows the normalized table holds now for these landing keys."""
+        ...
+
+    def wanted(self, connection: sa.Connection, keys: Sequence[str]) -> list[Row]:
+        """The rows the landing tables say it should hold for these keys."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChangeFeed:
+    """A landing table whose every write sets `changed_at`, read from a named watermark."""
+
+    watermark: str
+    key: sa.Column[str]
+    changed_at: sa.Column[dt.datetime]
+
+
+@dataclass
+class Applied:
+    """What a run changed; `preview` holds a few of the rows it wrote."""
+
+    keys_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    metric_days: set[changed_days.MetricDay] = field(default_factory=set)
+    preview: list[Row] = field(default_factory=list)
+
+    @property
+    def rows_written(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+
+def _primary_key(table: sa.Table) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    names = [column.name for column in table.primary_key.columns]
+    return lambda row: tuple(row[name] for name in names)
+
+
+def _differs(held: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    return any(
+        held[name] != value for name, value in wanted.items() if name not in BOOKKEEPING_COLUMNS
+    )
+
+
+def apply_keys(
+    connection: sa.Connection, normalization: Normalization, keys: Sequence[str], applied: Applied
+) -> None:
+    """Bring the normalized rows of `keys` in line with the landing tables."""
+    table = normalization.table
+    key_of = _primary_key(table)
+    held = {key_of(row): row for row in normalization.held(connection, keys)}
+    wanted = {key_of(row): row for row in normalization.wanted(connection, keys)}
+    gone = [row for key, row in held.items() if key not in wanted]
+    changed = [row for key, row in wanted.items() if key not in held or _differs(held[key], row)]
+    before = [held.get(key_of(row)) for row in changed]
+    replaced = [row for row in before if row is not None]
+    if gone:
+        pk = list(table.primary_key.columns)
+        connection.execute(
+            sa.delete(table).where(*(column == sa.bindparam(f"pk_{column.name}") for column in pk)),
+            [{f"pk_{column.name}": row[column.name] for column in pk} for row in gone],
+        )
+    if changed:
+        connection.execute(upsert(table, connection.dialect), changed)
+    touched = changed_days.days_touched(
+        table, [*((row, None) for row in gone), *zip(before, changed, strict=True)]
+    )
+    changed_days.record(connection, touched)
+    applied.keys_read += len(keys)
+    applied.deleted += len(gone)
+    applied.updated += len(replaced)
+    applied.inserted += len(changed) - len(replaced)
+    applied.metric_days |= touched
+    applied.preview = [*changed, *applied.preview][:10]
+
+
+def apply_feed(
+    engine: sa.Engine,
+    feed: ChangeFeed,
+    normalization: Normalization,
+    applied: Applied,
+    on_progress: Callable[[str], None] | None = None,
+    overlap: dt.timedelta = REREAD_OVERLAP,
+) -> None:
+    """Apply every landing row of `feed` written since its watermark (less `overlap`),
+    chunk by chunk."""
+    after: tuple[dt.datetime, str] | None = None
+    chunks = 0
+    while True:
+        with engine.begin() as connection:
+            watermark = lock_watermark(connection, feed.watermark)
+            if after is None and watermark is not None:
+                after = (watermark - overlap, "")
+            position = sa.tuple_(feed.changed_at, feed.key)
+            batch = connection.execute(
+                sa.select(feed.changed_at, feed.key)
+                .where(position > sa.tuple_(*after) if after else sa.true())
+                .order_by(feed.changed_at, feed.key)
+                .limit(CHUNK_KEYS)
+            ).all()
+            if not batch:
+                return
+            apply_keys(connection, normalization, [key for _, key in batch], applied)
+            newest = batch[-1][0]
+            save_watermark(connection, feed.watermark, max(newest, watermark or newest))
+        after = (newest, batch[-1][1])
+        chunks += 1
+        if on_progress and len(batch) == CHUNK_KEYS:
+            on_progress(f"{feed.watermark}: {chunks * CHUNK_KEYS:,} landing rows read so far")
+
+
+def apply_all(
+    engine: sa.Engine,
+    keys: sa.Select,
+    normalization: Normalization,
+    applied: Applied,
+    on_progress: Callable[[str], None] | None = None,
+) -> None:
+    """Re-apply every landing key that `keys` (one column) selects, in key order."""
+    listed = keys.subquery()
+    (key,) = listed.columns
+    after = None
+    while True:
+        with engine.begin() as connection:
+            batch = list(
+                connection.scalars(
+                    sa.select(key)
+                    .where(key > after if after is not None else sa.true())
+                    .order_by(key)
+                    .limit(CHUNK_KEYS)
+                )
+            )
+            if not batch:
+                return
+            apply_keys(connection, normalization, batch, applied)
+        after = batch[-1]
+        if on_progress and len(batch) == CHUNK_KEYS:
+            on_progress(f"{normalization.table.name}: re-applied up to key {after!r}")
+
+
+def distinct_keys(selects: Iterable[sa.Select]) -> sa.Select:
+    """One key column from several selects, each key once."""
+    return sa.union(*selects) if len(selects := list(selects)) > 1 else selects[0].distinct()
