@@ -1,0 +1,263 @@
+"""Change failures detected on deployments: DESIGN.md, "Change failures on deployments".
+
+Pure functions over one (`service`, `env`) sequence of deployments and the incidents of
+that service and env, so that a late deployment reclassifies only its own sequence.
+
+The sequence is ordered by `finished_at`, then `started_at`, then `deployment_id`. What
+a deployment deployed is its `commit_sha`, else its `version`; one with neither is
+invisible to the rollback rule but a deployment everywhere else. Four rules mark a
+deployment as a change failure; the first of manual, rollback, rollforward, incident
+wins, and a PATCH with `change_failure: false` (stable) overrides them all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+MANUAL, ROLLBACK, ROLLFORWARD, INCIDENT = "manual", "rollback", "rollforward", "incident"
+PRECEDENCE = (MANUAL, ROLLBACK, ROLLFORWARD, INCIDENT)
+DEFAULT_ROLLFORWARD = (re.compile("(?i)hotfix"),)
+
+
+@dataclass(frozen=True)
+class Patch:
+    """What `PATCH /api/v2/dora/deployments/{id}` said: a change failure (with its
+    remediation named by deployment id or by version) or stable."""
+
+    change_failure: bool
+    remediation_type: str | None = None
+    remediation_id: str | None = None
+    remediation_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    deployment_id: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    commit_sha: str | None = None
+    version: str | None = None
+    custom_tags: tuple[str, ...] = ()
+    patch: Patch | None = None
+
+    @property
+    def deployed(self) -> str | None:
+        return self.commit_sha or self.version or None
+
+    @property
+    def order(self) -> tuple[dt.datetime, dt.datetime, str]:
+        return (self.finished_at, self.started_at, self.deployment_id)
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One `dora_incidents` row of the sequence's service and env."""
+
+    incident_id: str
+    service: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    commit_sha: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The `change_failures` section of DORA_CONFIG."""
+
+    rollforward_versions: tuple[re.Pattern[str], ...] = DEFAULT_ROLLFORWARD
+    rollforward_tags: tuple[re.Pattern[str], ...] = DEFAULT_ROLLFORWARD
+    incidents_mark_deployments: bool = True
+    attribution_window: dt.timedelta = dt.timedelta(hours=24)
+
+    def is_rollforward(self, deployment: Deployment) -> bool:
+        version = deployment.version or ""
+        return any(pattern.search(version) for pattern in self.rollforward_versions) or any(
+            pattern.search(tag)
+            for pattern in self.rollforward_tags
+            for tag in deployment.custom_tags
+        )
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The `dora_deployments` columns this module decides."""
+
+    change_failure: bool = False
+    change_failure_reason: str | None = None
+    is_rollback: bool = False
+    is_rollforward: bool = False
+    remediation_type: str | None = None
+    remediation_deployment_id: str | None = None
+    recovered_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """A `dora_incident_deployments` row."""
+
+    incident_id: str
+    service: str
+    deployment_id: str
+    method: str
+    lag_seconds: float
+
+
+@dataclass
+class _Marks:
+    """Every reason found for one deployment, each with its remediation."""
+
+    reasons: dict[str, tuple[str | None, str | None, dt.datetime | None]] = field(
+        default_factory=dict
+    )
+    is_rollback: bool = False
+    is_rollforward: bool = False
+
+    def add(self, reason: str, kind: str | None, by: Deployment | None) -> None:
+        # The first remediation found (the earliest in the sequence) is the one kept.
+        self.reasons.setdefault(
+            reason, (kind, by.deployment_id if by else None, by.finished_at if by else None)
+        )
+
+
+def classify_sequence(
+    deployments: Sequence[Deployment], incidents: Sequence[Incident], rules: Rules
+) -> tuple[dict[str, Classification], list[Attribution]]:
+    """Classify one (service, env) sequence; also attribute its incidents."""
+    sequence = sorted(deployments, key=lambda deployment: deployment.order)
+    marks = {deployment.deployment_id: _Marks() for deployment in sequence}
+    _detect_rollbacks(sequence, marks)
+    _detect_rollforwards(sequence, marks, rules)
+    _apply_patches(sequence, marks)
+    attributions = [
+        attribution
+        for incident in incidents
+        if (attribution := attribute(incident, sequence, rules)) is not None
+    ]
+    if rules.incidents_mark_deployments:
+        _mark_attributed(sequence, incidents, attributions, marks)
+    return {
+        deployment.deployment_id: _decide(deployment, marks[deployment.deployment_id])
+        for deployment in sequence
+    }, attributions
+
+
+def _detect_rollbacks(sequence: Sequence[Deployment], marks: dict[str, _Marks]) -> None:
+    """A rollback deploys what an earlier deployment did, unlike the one just before it;
+    the change failure is the first deployment after that earlier one."""
+    latest_position: dict[str, int] = {}
+    visible = [position for position, d in enumerate(sequence) if d.deployed is not None]
+    for rank, position in enumerate(visible):
+        deployment = sequence[position]
+        deployed = deployment.deployed
+        assert deployed is not None
+        target = latest_position.get(deployed)
+        previous = sequence[visible[rank - 1]] if rank else None
+        if target is not None and previous is not None and previous.deployed != deployed:
+            marks[deployment.deployment_id].is_rollback = True
+            failed = sequence[next(p for p in visible if p > target)]
+            marks[failed.deployment_id].add(ROLLBACK, ROLLBACK, deployment)
+        latest_position[deployed] = position
+
+
+def _detect_rollforwards(
+    sequence: Sequence[Deployment], marks: dict[str, _Marks], rules: Rules
+) -> None:
+    for position, deployment in enumerate(sequence):
+        if rules.is_rollforward(deployment):
+            marks[deployment.deployment_id].is_rollforward = True
+            if position:
+                failed = sequence[position - 1]
+                marks[failed.deployment_id].add(ROLLFORWARD, ROLLFORWARD, deployment)
+
+
+def _remediation(sequence: Sequence[Deployment], position: int, patch: Patch) -> Deployment | None:
+    """The valid remediation a PATCH names: a later deployment of the same sequence."""
+    later = sequence[position + 1 :]
+    if patch.remediation_id is not None:
+        return next((d for d in later if d.deployment_id == patch.remediation_id), None)
+    if patch.remediation_version is not None:
+        return next((d for d in later if d.version == patch.remediation_version), None)
+    return None
+
+
+def _apply_patches(sequence: Sequence[Deployment], marks: dict[str, _Marks]) -> None:
+    for position, deployment in enumerate(sequence):
+        patch = deployment.patch
+        if patch is None or not patch.change_failure:
+            continue
+        remedy = _remediation(sequence, position, patch)
+        marks[deployment.deployment_id].reasons[MANUAL] = (
+            patch.remediation_type,
+            remedy.deployment_id if remedy else None,
+            remedy.finished_at if remedy else None,
+        )
+        if remedy is not None and patch.remediation_type == ROLLBACK:
+            marks[remedy.deployment_id].is_rollback = True
+        if remedy is not None and patch.remediation_type == ROLLFORWARD:
+            marks[remedy.deployment_id].is_rollforward = True
+
+
+def attribute(
+    incident: Incident, sequence: Sequence[Deployment], rules: Rules
+) -> Attribution | None:
+    """The deployment an incident is attributed to: the latest finished at or before it
+    started with its commit, else with its version, else within the window before it."""
+    if not incident.service:
+        return None
+    candidates = [d for d in sequence if d.finished_at <= incident.started_at]
+    steps = (
+        (
+            "commit",
+            lambda d: incident.commit_sha is not None and d.commit_sha == incident.commit_sha,
+        ),
+        ("version", lambda d: incident.version is not None and d.version == incident.version),
+        ("preceding", lambda d: d.finished_at >= incident.started_at - rules.attribution_window),
+    )
+    for method, matches in steps:
+        found = [d for d in candidates if matches(d)]
+        if found:
+            chosen = found[-1]
+            lag = (incident.started_at - chosen.finished_at).total_seconds()
+            return Attribution(
+                incident.incident_id, incident.service, chosen.deployment_id, method, lag
+            )
+    return None
+
+
+def _mark_attributed(
+    sequence: Sequence[Deployment],
+    incidents: Sequence[Incident],
+    attributions: Sequence[Attribution],
+    marks: dict[str, _Marks],
+) -> None:
+    """An attributed deployment recovers when the last of its incidents resolved."""
+    finished = {(i.incident_id, i.service): i.finished_at for i in incidents}
+    resolutions: dict[str, list[dt.datetime | None]] = {}
+    for attribution in attributions:
+        resolutions.setdefault(attribution.deployment_id, []).append(
+            finished[(attribution.incident_id, attribution.service)]
+        )
+    for deployment_id, times in resolutions.items():
+        recovered = None if None in times else max(t for t in times if t is not None)
+        marks[deployment_id].reasons[INCIDENT] = (None, None, recovered)
+
+
+def _decide(deployment: Deployment, marks: _Marks) -> Classification:
+    flags = Classification(is_rollback=marks.is_rollback, is_rollforward=marks.is_rollforward)
+    stable = deployment.patch is not None and not deployment.patch.change_failure
+    reason = next((r for r in PRECEDENCE if r in marks.reasons), None)
+    if stable or reason is None:
+        return flags
+    kind, remedy_id, recovered = marks.reasons[reason]
+    return replace(
+        flags,
+        change_failure=True,
+        change_failure_reason=reason,
+        remediation_type=kind,
+        remediation_deployment_id=remedy_id,
+        recovered_at=recovered,
+    )
