@@ -11,11 +11,18 @@ pagerduty:
     urgencies: [high]
     priorities: [P1, P2]
     services: [PX1234, "Search API"]
+change_failures:          # all optional; see DESIGN.md "Change failures on deployments"
+  rollforward:
+    versions: ['(?i)hotfix']
+    custom_tags: ['(?i)hotfix']
+  incidents_mark_deployments: true
+  attribution_window_hours: 24
 ```
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,11 +51,25 @@ class IncidentFilters:
     services: frozenset[str] = frozenset()
 
 
+DEFAULT_ROLLFORWARD_PATTERNS = ("(?i)hotfix",)
+
+
+@dataclass(frozen=True)
+class ChangeFailureSettings:
+    """`change_failures`: how change failures are detected on deployments."""
+
+    rollforward_versions: tuple[str, ...] = DEFAULT_ROLLFORWARD_PATTERNS
+    rollforward_custom_tags: tuple[str, ...] = DEFAULT_ROLLFORWARD_PATTERNS
+    incidents_mark_deployments: bool = True
+    attribution_window_hours: float = 24.0
+
+
 @dataclass(frozen=True)
 class DoraConfig:
     service_teams: dict[str, str] = field(default_factory=dict)
     pagerduty_services: dict[str, ServiceMapping] = field(default_factory=dict)
     pagerduty_filters: IncidentFilters = field(default_factory=IncidentFilters)
+    change_failures: ChangeFailureSettings = field(default_factory=ChangeFailureSettings)
 
     def team_of(self, service: str) -> str:
         """The catalog team of a service, or '' when the catalog does not list it."""
@@ -69,6 +90,50 @@ def _names(value: object, where: str) -> frozenset[str]:
     if not isinstance(value, list):
         raise ConfigError(f"{where} must be a list")
     return frozenset(str(item) for item in value)
+
+
+def _patterns(value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_ROLLFORWARD_PATTERNS
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of regular expressions")
+    for pattern in value:
+        try:
+            re.compile(str(pattern))
+        except re.error as error:
+            raise ConfigError(
+                f"{where}: {pattern!r} is not a regular expression: {error}"
+            ) from None
+    return tuple(str(pattern) for pattern in value)
+
+
+def _change_failures(value: object, source: str) -> ChangeFailureSettings:
+    where = f"{source}: change_failures"
+    section = _mapping(value, where)
+    unknown = set(section) - {
+        "rollforward",
+        "incidents_mark_deployments",
+        "attribution_window_hours",
+    }
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}")
+    rollforward = _mapping(section.get("rollforward"), f"{where}.rollforward")
+    mark = section.get("incidents_mark_deployments", True)
+    window = section.get("attribution_window_hours", 24)
+    if not isinstance(mark, bool):
+        raise ConfigError(f"{where}.incidents_mark_deployments must be true or false")
+    if isinstance(window, bool) or not isinstance(window, int | float) or window < 0:
+        raise ConfigError(f"{where}.attribution_window_hours must be a number of hours >= 0")
+    return ChangeFailureSettings(
+        rollforward_versions=_patterns(
+            rollforward.get("versions"), f"{where}.rollforward.versions"
+        ),
+        rollforward_custom_tags=_patterns(
+            rollforward.get("custom_tags"), f"{where}.rollforward.custom_tags"
+        ),
+        incidents_mark_deployments=mark,
+        attribution_window_hours=float(window),
+    )
 
 
 def parse_config(document: object, source: str = "DORA_CONFIG") -> DoraConfig:
@@ -98,6 +163,7 @@ def parse_config(document: object, source: str = "DORA_CONFIG") -> DoraConfig:
             priorities=_names(filters.get("priorities"), f"{source}: pagerduty.filters.priorities"),
             services=_names(filters.get("services"), f"{source}: pagerduty.filters.services"),
         ),
+        change_failures=_change_failures(root.get("change_failures"), source),
     )
 
 

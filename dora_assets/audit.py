@@ -13,10 +13,17 @@ import dagster as dg
 import sqlalchemy as sa
 
 from connectors.warehouse import reading
-from connectors.warehouse.schema import dora_change_failure_rate_daily, dora_time_to_restore_daily
+from connectors.warehouse.schema import (
+    dora_change_failure_rate_daily,
+    dora_change_failures_daily,
+    dora_failed_deployment_recovery_daily,
+    dora_time_to_restore_daily,
+)
 from dora_assets import late_data
 from dora_assets.freshness import METRIC_KEYS
 from dora_assets.metrics.change_failure_rate import change_failure_rate_rows
+from dora_assets.metrics.change_failures import change_failures_rows
+from dora_assets.metrics.failed_deployment_recovery import recovery_rows
 from dora_assets.metrics.rebuild import DayRows, replace_days
 from dora_assets.metrics.time_to_restore import time_to_restore_rows
 from dora_assets.resources import WarehouseResource
@@ -32,6 +39,16 @@ AUDITED: dict[str, tuple[sa.Table, StaleQuery, DayRows]] = {
         dora_time_to_restore_daily,
         late_data.stale_time_to_restore_days,
         time_to_restore_rows,
+    ),
+    dora_change_failures_daily.name: (
+        dora_change_failures_daily,
+        late_data.stale_change_failures_days,
+        change_failures_rows,
+    ),
+    dora_failed_deployment_recovery_daily.name: (
+        dora_failed_deployment_recovery_daily,
+        late_data.stale_recovery_days,
+        recovery_rows,
     ),
 }
 

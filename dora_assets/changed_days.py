@@ -20,7 +20,9 @@ import sqlalchemy as sa
 from connectors.timestamps import utcnow
 from connectors.warehouse.schema import (
     dora_change_failure_rate_daily,
+    dora_change_failures_daily,
     dora_deployments,
+    dora_failed_deployment_recovery_daily,
     dora_incidents,
     dora_time_to_restore_daily,
     metric_changed_days,
@@ -47,7 +49,19 @@ class Tally:
 
 
 TALLIES: dict[str, tuple[Tally, ...]] = {
-    dora_deployments.name: (Tally(dora_change_failure_rate_daily.name, "finished_day"),),
+    dora_deployments.name: (
+        Tally(dora_change_failure_rate_daily.name, "finished_day"),
+        Tally(
+            dora_change_failures_daily.name,
+            "finished_day",
+            ("change_failure", "is_rollback", "is_rollforward"),
+        ),
+        Tally(
+            dora_failed_deployment_recovery_daily.name,
+            "recovered_day",
+            ("finished_at", "recovered_at"),
+        ),
+    ),
     dora_incidents.name: (
         Tally(dora_change_failure_rate_daily.name, "started_day"),
         Tally(dora_time_to_restore_daily.name, "finished_day", ("started_at", "finished_at")),

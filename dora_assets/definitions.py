@@ -4,11 +4,20 @@ import dagster as dg
 
 from dora_assets import freshness, schedules, sensors
 from dora_assets.audit import audit_job, audit_schedule
+from dora_assets.change_failures.checks import change_failure_checks
 from dora_assets.ingest.event_api import event_api_events_asset
 from dora_assets.ingest.pagerduty import pagerduty_incidents_asset
 from dora_assets.metrics.change_failure_rate import (
     dora_change_failure_rate_daily_asset,
     dora_change_failure_rate_daily_reconciliation,
+)
+from dora_assets.metrics.change_failures import (
+    dora_change_failures_daily_asset,
+    dora_change_failures_daily_reconciliation,
+)
+from dora_assets.metrics.failed_deployment_recovery import (
+    dora_failed_deployment_recovery_daily_asset,
+    dora_failed_deployment_recovery_daily_reconciliation,
 )
 from dora_assets.metrics.time_to_restore import (
     dora_time_to_restore_daily_asset,
@@ -28,13 +37,18 @@ defs = dg.Definitions(
             dora_incidents_asset,
             dora_change_failure_rate_daily_asset,
             dora_time_to_restore_daily_asset,
+            dora_change_failures_daily_asset,
+            dora_failed_deployment_recovery_daily_asset,
         ],
     ),
     asset_checks=[
         dora_deployments_checks,
+        change_failure_checks,
         dora_incidents_checks,
         dora_change_failure_rate_daily_reconciliation,
         dora_time_to_restore_daily_reconciliation,
+        dora_change_failures_daily_reconciliation,
+        dora_failed_deployment_recovery_daily_reconciliation,
         *freshness.freshness_checks,
     ],
     jobs=[audit_job],

@@ -27,10 +27,16 @@ from dagster._time import get_current_datetime
 from dora_assets.partitions import daily_partitions
 
 INGEST_KEYS = (dg.AssetKey("pagerduty_incidents"), dg.AssetKey("event_api_events"))
-NORMALIZED_KEYS = (dg.AssetKey("dora_deployments"), dg.AssetKey("dora_incidents"))
+NORMALIZED_KEYS = (
+    dg.AssetKey("dora_deployments"),
+    dg.AssetKey("dora_incidents"),
+    dg.AssetKey("dora_incident_deployments"),
+)
 METRIC_KEYS = (
     dg.AssetKey("dora_change_failure_rate_daily"),
     dg.AssetKey("dora_time_to_restore_daily"),
+    dg.AssetKey("dora_change_failures_daily"),
+    dg.AssetKey("dora_failed_deployment_recovery_daily"),
 )
 
 FREQUENT_UPDATE_FAIL = dt.timedelta(hours=1)

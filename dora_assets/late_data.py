@@ -16,8 +16,15 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from connectors.warehouse.schema import dora_change_failure_rate_daily, dora_time_to_restore_daily
+from connectors.warehouse.schema import (
+    dora_change_failure_rate_daily,
+    dora_change_failures_daily,
+    dora_failed_deployment_recovery_daily,
+    dora_time_to_restore_daily,
+)
 from dora_assets.metrics.change_failure_rate import change_failure_rate_rows
+from dora_assets.metrics.change_failures import change_failures_rows
+from dora_assets.metrics.failed_deployment_recovery import recoveries
 from dora_assets.metrics.time_to_restore import sums_per_key
 
 # Per-incident durations are rounded to the millisecond; sums of them may differ in
@@ -73,6 +80,44 @@ def stale_time_to_restore_days(first_day: dt.date, end_day: dt.date) -> sa.Compo
         end_day,
         sa.or_(
             table.c.resolved_incidents != recomputed.c.resolved_incidents,
+            sa.func.abs(table.c.total_seconds - recomputed.c.total_seconds) > SECONDS_TOLERANCE,
+        ),
+    )
+
+
+def stale_change_failures_days(first_day: dt.date, end_day: dt.date) -> sa.CompoundSelect:
+    table = dora_change_failures_daily
+    recomputed = change_failures_rows(first_day, end_day).subquery("recomputed")
+    counts = ("deployments", "change_failures", "rollbacks", "rollforwards")
+    return _differing_days(
+        table,
+        recomputed,
+        first_day,
+        end_day,
+        sa.or_(*(table.c[name] != recomputed.c[name] for name in counts)),
+    )
+
+
+def stale_recovery_days(first_day: dt.date, end_day: dt.date) -> sa.CompoundSelect:
+    table = dora_failed_deployment_recovery_daily
+    items = recoveries(first_day, end_day).subquery()
+    key = [items.c[name] for name in KEY_COLUMNS]
+    recomputed = (
+        sa.select(
+            *key,
+            sa.func.count().label("recovered_failures"),
+            sa.func.sum(items.c.seconds).label("total_seconds"),
+        )
+        .group_by(*key)
+        .subquery("recomputed")
+    )
+    return _differing_days(
+        table,
+        recomputed,
+        first_day,
+        end_day,
+        sa.or_(
+            table.c.recovered_failures != recomputed.c.recovered_failures,
             sa.func.abs(table.c.total_seconds - recomputed.c.total_seconds) > SECONDS_TOLERANCE,
         ),
     )

@@ -25,7 +25,10 @@ from connectors.warehouse.schema import (
     api_deployments,
     api_failures,
     dora_change_failure_rate_daily,
+    dora_change_failures_daily,
     dora_deployments,
+    dora_failed_deployment_recovery_daily,
+    dora_incident_deployments,
     dora_incidents,
     dora_time_to_restore_daily,
     metadata,
@@ -35,6 +38,8 @@ from connectors.warehouse.schema import (
 from connectors.warehouse.upsert import upsert
 from dora_assets import changed_days
 from dora_assets.audit import AUDITED, audit
+from dora_assets.change_failures import sequences
+from dora_assets.change_failures.apply import classify_changed
 from dora_assets.metrics.rebuild import replace_days
 from dora_assets.normalized.changes import Applied
 from dora_assets.normalized.deployments import ApiDeployments, deployment_sources
@@ -42,7 +47,12 @@ from dora_assets.normalized.incidents import ApiFailures, PagerDutyIncidents, in
 from dora_assets.normalized.refresh import refresh
 from dora_assets.resources import WarehouseResource
 
-METRICS = (dora_change_failure_rate_daily, dora_time_to_restore_daily)
+METRICS = (
+    dora_change_failure_rate_daily,
+    dora_time_to_restore_daily,
+    dora_change_failures_daily,
+    dora_failed_deployment_recovery_daily,
+)
 NO_OVERLAP = dt.timedelta(0)
 
 
@@ -54,10 +64,14 @@ def refresh_all(
     The tests run without the re-read overlap, so a watermark bug cannot hide behind it.
     """
     fold_webhook_deliveries(engine)
-    return (
-        refresh(engine, dora_deployments.name, deployment_sources(config), config, None, overlap),
-        refresh(engine, dora_incidents.name, incident_sources(config), config, None, overlap),
+    incidents = refresh(
+        engine, dora_incidents.name, incident_sources(config), config, None, overlap
     )
+    deployments = refresh(
+        engine, dora_deployments.name, deployment_sources(config), config, None, overlap
+    )
+    deployments.metric_days |= classify_changed(engine, config.change_failures).metric_days
+    return deployments, incidents
 
 
 def rebuild_changed(warehouse: WarehouseResource, built: set[dt.date]) -> dict[str, set[dt.date]]:
@@ -89,10 +103,27 @@ def _without_bookkeeping(rows: list[dict[str, Any]]) -> list[tuple]:
     )
 
 
+# The classification's columns of dora_deployments: not the normalization's to write.
+CLASSIFICATION = frozenset(
+    {
+        "change_failure",
+        "change_failure_reason",
+        "is_rollback",
+        "is_rollforward",
+        "remediation_type",
+        "remediation_deployment_id",
+        "recovered_at",
+        "recovered_day",
+    }
+)
+
+
 def normalized_rows(engine: sa.Engine, table: sa.Table) -> list[tuple]:
+    """The rows the normalization wrote (without the classification's columns)."""
+    owned = [column for column in table.columns if column.name not in CLASSIFICATION]
     with engine.connect() as connection:
         return _without_bookkeeping(
-            [dict(row) for row in connection.execute(sa.select(table)).mappings()]
+            [dict(row) for row in connection.execute(sa.select(*owned)).mappings()]
         )
 
 
@@ -199,3 +230,25 @@ def deliver_webhook(
     }
     payload = json.dumps(document)
     store_delivery(engine, webhook_id, parse_webhook_event(payload), payload)
+
+
+def classification_snapshot(engine: sa.Engine) -> tuple[list[tuple], list[tuple]]:
+    """Every deployment's classification columns and every attribution."""
+    d = dora_deployments.c
+    columns = [d.deployment_id, *(d[name] for name in sorted(CLASSIFICATION))]
+    with engine.connect() as connection:
+        classified = sorted(tuple(row) for row in connection.execute(sa.select(*columns)))
+        attributed = sorted(
+            tuple(row) for row in connection.execute(sa.select(dora_incident_deployments))
+        )
+    return classified, attributed
+
+
+def classify_from_scratch(engine: sa.Engine, config: DoraConfig) -> None:
+    """Enter every sequence and classify them all."""
+    with engine.begin() as connection:
+        every = connection.execute(
+            sa.select(dora_deployments.c.service, dora_deployments.c.env).distinct()
+        )
+        sequences.record(connection, [tuple(row) for row in every])
+    classify_changed(engine, config.change_failures)

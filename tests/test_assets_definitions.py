@@ -30,13 +30,18 @@ GROUPS = {
     "event_api_events": "ingest",
     "dora_deployments": "normalized",
     "dora_incidents": "normalized",
+    "dora_incident_deployments": "normalized",
     "dora_change_failure_rate_daily": "metrics",
     "dora_time_to_restore_daily": "metrics",
+    "dora_change_failures_daily": "metrics",
+    "dora_failed_deployment_recovery_daily": "metrics",
 }
 PARTITIONED = {
     "pagerduty_incidents",
     "dora_change_failure_rate_daily",
     "dora_time_to_restore_daily",
+    "dora_change_failures_daily",
+    "dora_failed_deployment_recovery_daily",
 }
 RANGE_TAGS = {
     "dagster/asset_partition_range_start": "2025-03-01",
@@ -114,7 +119,8 @@ def test_missing_pagerduty_token_fails_only_the_pagerduty_asset(
     materialized = {
         event.asset_key.to_user_string() for event in result.get_asset_materialization_events()
     }
-    assert materialized == {"event_api_events", "dora_deployments"}
+    # dora_deployments also reads dora_incidents (attribution), which is not selected here.
+    assert materialized == {"event_api_events", "dora_deployments", "dora_incident_deployments"}
 
 
 def test_a_backwards_deployment_fails_its_blocking_check_and_stops_the_metrics(
@@ -151,7 +157,7 @@ def test_a_backwards_deployment_fails_its_blocking_check_and_stops_the_metrics(
     materialized = {
         event.asset_key.to_user_string() for event in result.get_asset_materialization_events()
     }
-    assert materialized == {"dora_deployments"}
+    assert materialized == {"dora_deployments", "dora_incident_deployments"}
 
 
 def metric_rows(url: str) -> list[list[tuple]]:

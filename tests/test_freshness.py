@@ -18,7 +18,7 @@ from dora_assets.definitions import defs
 from dora_assets.resources import WarehouseResource
 
 UTC = dt.UTC
-CHANGE_FAILURE_RATE, TIME_TO_RESTORE = freshness.METRIC_KEYS
+CHANGE_FAILURE_RATE, TIME_TO_RESTORE, *_ = freshness.METRIC_KEYS
 # Everything but PagerDuty, which needs a token and a server.
 SOURCES = [dg.AssetKey("event_api_events"), *freshness.NORMALIZED_KEYS]
 
@@ -115,10 +115,14 @@ def test_yesterday_partition_check_passes_when_built_after_the_day_then_fails_ne
     assert evaluate(instance, resources, at("2025-03-10", "01:30:00"), checks) == {
         ("dora_change_failure_rate_daily", name): False,
         ("dora_time_to_restore_daily", name): False,
+        ("dora_change_failures_daily", name): False,
+        ("dora_failed_deployment_recovery_daily", name): False,
     }
     assert evaluate(instance, resources, at("2025-03-10", "02:30:00"), checks) == {
         ("dora_change_failure_rate_daily", name): True,
         ("dora_time_to_restore_daily", name): True,
+        ("dora_change_failures_daily", name): True,
+        ("dora_failed_deployment_recovery_daily", name): True,
     }
     # 10 March was only built mid-day, from partial data; by 02:00 on 11 March that is late.
     materialize(
@@ -127,6 +131,8 @@ def test_yesterday_partition_check_passes_when_built_after_the_day_then_fails_ne
     assert evaluate(instance, resources, at("2025-03-11", "02:00:01"), checks) == {
         ("dora_change_failure_rate_daily", name): False,
         ("dora_time_to_restore_daily", name): False,
+        ("dora_change_failures_daily", name): False,
+        ("dora_failed_deployment_recovery_daily", name): False,
     }
     # Rebuilt after midnight (late, at 03:00): fresh again.
     materialize(
@@ -135,6 +141,8 @@ def test_yesterday_partition_check_passes_when_built_after_the_day_then_fails_ne
     assert evaluate(instance, resources, at("2025-03-11", "03:01:00"), checks) == {
         ("dora_change_failure_rate_daily", name): True,
         ("dora_time_to_restore_daily", name): False,
+        ("dora_change_failures_daily", name): False,
+        ("dora_failed_deployment_recovery_daily", name): False,
     }
 
 
@@ -148,6 +156,7 @@ def test_last_update_checks_pass_within_the_hour_and_fail_after(instance, resour
         ("event_api_events", "freshness_check"): True,
         ("dora_deployments", "freshness_check"): True,
         ("dora_incidents", "freshness_check"): True,
+        ("dora_incident_deployments", "freshness_check"): True,
     }
     after = evaluate(instance, resources, at("2025-03-10", "10:00:01"), checks)
     assert after == {key: False for key in within}

@@ -21,6 +21,8 @@ from incremental_support import (
     METRICS,
     audit_all,
     build_days,
+    classification_snapshot,
+    classify_from_scratch,
     clear_warehouse,
     deliver_webhook,
     metric_rows,
@@ -33,10 +35,11 @@ from incremental_support import (
 )
 
 from connectors.config import DoraConfig
-from connectors.events.schemas import DeploymentEvent, FailureEvent
+from connectors.events.schemas import DeploymentEvent, FailureEvent, Remediation
 from connectors.events.store import EventStore
 from connectors.warehouse.schema import (
     dora_change_failure_rate_daily,
+    dora_change_failures_daily,
     dora_deployments,
     dora_incidents,
     dora_time_to_restore_daily,
@@ -44,6 +47,14 @@ from connectors.warehouse.schema import (
 from dora_assets.resources import WarehouseResource
 
 CFR, TTR = dora_change_failure_rate_daily.name, dora_time_to_restore_daily.name
+CHANGE_FAILURES = dora_change_failures_daily.name
+
+
+def deployed_on(*days: dt.date) -> set[tuple[str, dt.date]]:
+    """The metric days a deployment counts under: both change failure rates'."""
+    return {(metric, day) for day in days for metric in (CFR, CHANGE_FAILURES)}
+
+
 FIRST_DAY = dt.date(2025, 3, 1)
 DAYS = {FIRST_DAY + dt.timedelta(days=n) for n in range(6)}
 CATALOGS = (
@@ -98,13 +109,13 @@ def test_each_change_marks_the_metric_days_it_touches_before_and_after(
         return deployments.metric_days | incidents.metric_days, tuple(counts)
 
     events.upsert_deployment(deployment("d1", at(1, 10)))
-    assert changes() == ({(CFR, day(1))}, (1, 0, 0))
+    assert changes() == (deployed_on(day(1)), (1, 0, 0))
     # Re-sent unchanged (a retry): landing is rewritten, the normalized row is not.
     events.upsert_deployment(deployment("d1", at(1, 10)))
     assert changes() == (set(), (0, 0, 0))
     # Moved to another day: both days.
     events.upsert_deployment(deployment("d1", at(3, 0)))
-    assert changes() == ({(CFR, day(1)), (CFR, day(3))}, (0, 1, 0))
+    assert changes() == (deployed_on(day(1), day(3)), (0, 1, 0))
     # A failure naming two services, open: its start day, one row per service.
     failure = FailureEvent(id="f1", services=("checkout", "search"), started_at=at(2, 9))
     events.upsert_failure(failure)
@@ -120,7 +131,7 @@ def test_each_change_marks_the_metric_days_it_touches_before_and_after(
     assert changes() == ({(TTR, day(4))}, (0, 2, 0))
     # Retracted: the day it counted under.
     events.delete_deployment("d1")
-    assert changes() == ({(CFR, day(3))}, (0, 0, 1))
+    assert changes() == (deployed_on(day(3)), (0, 0, 1))
     # A catalog edit re-teams only the rows that took their team from it.
     events.upsert_failure(
         FailureEvent(id="f2", services=("search",), team="own", started_at=at(5, 1))
@@ -161,11 +172,14 @@ def test_sensor_rebuild_clears_the_record_and_the_audit_repairs_what_it_missed(
     with warehouse.begin() as connection:
         connection.execute(sa.update(dora_deployments).values(env="staging"))
     assert rebuild_changed(warehouse_resource, DAYS)[CFR] == set()
-    assert audit_all(warehouse_resource, DAYS) == {CFR: [day(2)], TTR: []}
+    # Both change failure rates count deployments by env; the durations do not move.
+    assert audit_all(warehouse_resource, DAYS) == {
+        table.name: [day(2)] if table.name in (CFR, CHANGE_FAILURES) else [] for table in METRICS
+    }
     assert metric_rows(warehouse, dora_change_failure_rate_daily) == [
         (day(2), "checkout", "payments", "staging", 1, 0, 0.0)
     ]
-    assert audit_all(warehouse_resource, DAYS) == {CFR: [], TTR: []}
+    assert audit_all(warehouse_resource, DAYS) == {table.name: [] for table in METRICS}
 
 
 # --- property: any sequence of changes ends equal to a full recomputation ---------------
@@ -182,14 +196,22 @@ deploy = st.tuples(
     st.sampled_from(["", "own"]),
     st.sampled_from(["prod", "staging"]),
     moment,
+    st.sampled_from(["v1", "v2", "v2-hotfix", None]),
 )
 fail = st.tuples(
     st.just("fail"),
     st.sampled_from(FAILURE_IDS),
     st.lists(st.sampled_from(SERVICES), min_size=1, max_size=3, unique=True),
     st.sampled_from(["", "own"]),
+    st.sampled_from(["prod", ""]),
     moment,
     st.one_of(st.none(), st.integers(1, 3_000)),  # open, or resolved after N minutes
+)
+patch = st.tuples(
+    st.just("patch"),
+    st.sampled_from(DEPLOYMENT_IDS),
+    st.booleans(),
+    st.one_of(st.none(), st.sampled_from(DEPLOYMENT_IDS)),
 )
 retract = st.tuples(st.just("retract"), st.sampled_from(DEPLOYMENT_IDS + FAILURE_IDS))
 pull = st.tuples(
@@ -205,7 +227,7 @@ webhook = st.tuples(
     st.integers(0, 3_000),
 )
 control = st.tuples(st.sampled_from(["catalog", "refresh", "rebuild", "audit"]))
-step = st.one_of(deploy, fail, retract, pull, webhook, control)
+step = st.one_of(deploy, fail, retract, pull, webhook, patch, control)
 
 
 def percentile(values: list[float], percent: int) -> float:
@@ -223,7 +245,8 @@ class Reference:
 
     def __init__(self) -> None:
         self.deployments: dict[str, tuple[str, str, str, dt.datetime]] = {}
-        self.failures: dict[str, tuple[tuple[str, ...], str, dt.datetime, dt.datetime | None]] = {}
+        self.failures: dict[str, tuple[tuple[str, ...], str, str, dt.datetime, dt.datetime | None]]
+        self.failures = {}
         self.pulled: dict[str, tuple[dt.datetime, dt.datetime | None]] = {}
         self.webhooks: dict[str, list[tuple[dt.datetime, str, str]]] = {}
 
@@ -235,11 +258,11 @@ class Reference:
         return at(2, 6), resolved_at if status == "resolved" else None
 
     def incidents(self, catalog: dict[str, str]):
-        """(started, finished, service, team, env) per incident row: API failures are
-        sent without env; PagerDuty's default env is prod."""
-        for services, team, started, finished in self.failures.values():
+        """(started, finished, service, team, env) per incident row (PagerDuty's default
+        env is prod)."""
+        for services, team, env, started, finished in self.failures.values():
             for service in services:
-                yield started, finished, service, team or catalog.get(service, ""), ""
+                yield started, finished, service, team or catalog.get(service, ""), env
         for started, finished in self.pulled.values():
             yield started, finished, "Checkout API", catalog.get("Checkout API", "SRE"), "prod"
         for identifier, events in self.webhooks.items():
@@ -306,23 +329,28 @@ class Scenario:
         kind, *arguments = step
         getattr(self, kind)(*arguments)
 
-    def deploy(self, identifier: str, service: str, team: str, env: str, finished: dt.datetime):
+    def deploy(self, identifier, service, team, env, finished, version) -> None:
         self.events.upsert_deployment(
-            deployment(identifier, finished, service=service, team=team, env=env)
+            deployment(identifier, finished, service=service, team=team, env=env, version=version)
         )
         self.reference.deployments[identifier] = (service, team, env, finished)
 
-    def fail(self, identifier, services, team, started, minutes) -> None:
+    def fail(self, identifier, services, team, env, started, minutes) -> None:
         finished = started + dt.timedelta(minutes=minutes) if minutes else None
         event = FailureEvent(
             id=identifier,
             services=tuple(services),
             team=team,
+            env=env,
             started_at=started,
             finished_at=finished,
         )
         self.events.upsert_failure(event)
-        self.reference.failures[identifier] = (event.services, team, started, finished)
+        self.reference.failures[identifier] = (event.services, team, env, started, finished)
+
+    def patch(self, identifier: str, failed: bool, remedy: str | None) -> None:
+        remediation = Remediation("rollback", remedy) if failed and remedy else None
+        self.events.mark_change_failure(identifier, failed, remediation)
 
     def retract(self, identifier: str) -> None:
         if identifier in DEPLOYMENT_IDS:
@@ -386,5 +414,9 @@ def test_any_sequence_of_changes_ends_equal_to_a_full_recomputation(
     for table in METRICS:
         assert metric_rows(warehouse, table) == recomputed_metric_rows(warehouse, table, DAYS)
     # Everything rebuilt: the record is empty, and the audit finds nothing to repair.
-    assert rebuild_changed(warehouse_resource, DAYS) == {CFR: set(), TTR: set()}
-    assert audit_all(warehouse_resource, DAYS) == {CFR: [], TTR: []}
+    assert rebuild_changed(warehouse_resource, DAYS) == {table.name: set() for table in METRICS}
+    assert audit_all(warehouse_resource, DAYS) == {table.name: [] for table in METRICS}
+    # Classifying only the sequences that changed gave what classifying all of them gives.
+    incremental = classification_snapshot(warehouse)
+    classify_from_scratch(warehouse, scenario.config)
+    assert classification_snapshot(warehouse) == incremental

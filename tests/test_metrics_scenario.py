@@ -355,8 +355,12 @@ def test_unmapped_pagerduty_services_are_reported_as_a_warning(
 
     # Nothing changed since: a second refresh reads, compares and writes nothing.
     again = materialize(NORMALIZED, scenario, instance)
+    refreshed_by_key = {
+        event.asset_key.to_user_string(): event.materialization
+        for event in again.get_asset_materialization_events()
+    }
     for key in ("dora_deployments", "dora_incidents"):
-        [refreshed] = again.asset_materializations_for_node(key)
+        refreshed = refreshed_by_key[key]
         written = ("rows_inserted", "rows_updated", "rows_deleted")
         assert [refreshed.metadata[name].value for name in written] == [0, 0, 0]
 

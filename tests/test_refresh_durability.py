@@ -30,6 +30,7 @@ from connectors.warehouse import create_engine, is_sqlite, open_warehouse
 from connectors.warehouse.engine import normalize_url
 from connectors.warehouse.migrate import alembic_config, upgrade
 from connectors.warehouse.schema import (
+    changed_sequences,
     dora_change_failure_rate_daily,
     dora_deployments,
     dora_time_to_restore_daily,
@@ -38,6 +39,7 @@ from connectors.warehouse.schema import (
     pagerduty_webhook_incidents,
 )
 from dora_assets import changed_days
+from dora_assets.change_failures.apply import classify_changed
 from dora_assets.metrics.change_failure_rate import change_failure_rate_rows
 from dora_assets.metrics.rebuild import replace_days
 from dora_assets.normalized.changes import CHUNK_KEYS
@@ -270,6 +272,11 @@ def test_a_warehouse_built_by_revision_0001_upgrades_in_place_and_refreshes(
         )
 
     upgrade(engine)
+    with engine.connect() as connection:
+        entered = connection.execute(
+            sa.select(changed_sequences.c.service, changed_sequences.c.env)
+        )
+        assert entered.all() == [("checkout", "prod")]
     inspector = sa.inspect(engine)
     assert "dora_service_catalog" not in inspector.get_table_names()
     assert "metric_changed_days" in inspector.get_table_names()
@@ -284,6 +291,9 @@ def test_a_warehouse_built_by_revision_0001_upgrades_in_place_and_refreshes(
     assert deployments_applied.keys_read == 1
     # The webhook incident was never normalized by 0001's build in this warehouse.
     assert incidents_applied.inserted == 1
+    # Revision 0003 entered every existing sequence; the refresh classified and cleared it.
+    assert count(engine, changed_sequences) == 0
+    assert classify_changed(engine, catalog.change_failures).sequences == 0
     # New data flows after the upgrade.
     EventStore(engine).upsert_failure(
         FailureEvent(id="f1", services=("checkout",), started_at=moment, finished_at=moment)

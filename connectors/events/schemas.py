@@ -87,6 +87,8 @@ class Remediation:
 
     type: Literal["rollback", "rollforward"]
     ref: str
+    # Whether `ref` is the remedying deployment's id or the version it deployed.
+    by: Literal["id", "version"] = "id"
 
 
 @dataclass(frozen=True)
@@ -408,7 +410,12 @@ def parse_change_failure(body: bytes) -> ChangeFailure:
             ]
         )
     return ChangeFailure(
-        True, Remediation(remediation.type, remediation.id or remediation.version or "")
+        True,
+        Remediation(
+            remediation.type,
+            remediation.id or remediation.version or "",
+            by="id" if remediation.id is not None else "version",
+        ),
     )
 
 

@@ -119,7 +119,13 @@ _DEPLOYMENTS = _Kind(
         "started_at",
         "finished_at",
     ),
-    first_receipt={"change_failure": False, "remediation_type": None, "remediation_ref": None},
+    first_receipt={
+        "change_failure": False,
+        "remediation_type": None,
+        "remediation_ref": None,
+        "remediation_by": None,
+        "patched_at": None,
+    },
 )
 _FAILURES = _Kind(
     api_failures,
@@ -274,6 +280,7 @@ def _mark(connection: sa.Connection, identifier: str, change: ChangeFailure) -> 
     if not _storable_id(identifier):
         return False
     remediation = change.remediation
+    now = utcnow()
     result = connection.execute(
         sa.update(api_deployments)
         .where(_DEPLOYMENTS.live(identifier))
@@ -281,7 +288,9 @@ def _mark(connection: sa.Connection, identifier: str, change: ChangeFailure) -> 
             change_failure=change.change_failure,
             remediation_type=remediation.type if remediation else None,
             remediation_ref=remediation.ref if remediation else None,
-            updated_at=utcnow(),
+            remediation_by=remediation.by if remediation else None,
+            patched_at=now,
+            updated_at=now,
         )
     )
     return result.rowcount == 1
@@ -402,7 +411,7 @@ class EventStore:
         if row is None:
             return None
         remediation = (
-            Remediation(row.remediation_type, row.remediation_ref)
+            Remediation(row.remediation_type, row.remediation_ref, row.remediation_by or "id")
             if row.remediation_type is not None
             else None
         )

@@ -48,6 +48,10 @@ api_deployments = sa.Table(
     sa.Column("change_failure", sa.Boolean, nullable=False, server_default=sa.false()),
     _optional("remediation_type", 32),
     _optional("remediation_ref"),
+    # 'id' or 'version': what `remediation_ref` names.
+    _optional("remediation_by", 16),
+    # When a PATCH last said change failure or stable; NULL: never patched (left to detection).
+    sa.Column("patched_at", sa.DateTime, nullable=True),
     sa.Column("deleted_at", sa.DateTime, nullable=True),
     sa.Column("received_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False, index=True),
@@ -158,7 +162,17 @@ dora_deployments = sa.Table(
     _optional("remediation_type", 32),
     sa.Column("ingested_at", sa.DateTime, nullable=False),
     sa.Column("finished_day", sa.Date, nullable=False),
+    _optional("change_failure_reason", 16),
+    sa.Column("is_rollback", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("is_rollforward", sa.Boolean, nullable=False, server_default=sa.false()),
+    _optional("remediation_deployment_id"),
+    sa.Column("recovered_at", sa.DateTime, nullable=True),
+    sa.Column("recovered_day", sa.Date, nullable=True),
+    # The PATCH as landed (JSON), an input of the classification; NULL: never patched.
+    sa.Column("change_failure_patch", sa.Text, nullable=True),
     sa.Index("ix_dora_deployments_finished_day", "finished_day", "service", "team", "env"),
+    sa.Index("ix_dora_deployments_recovered_day", "recovered_day", "service", "team", "env"),
+    sa.Index("ix_dora_deployments_sequence", "service", "env"),
 )
 
 dora_incidents = sa.Table(
@@ -183,6 +197,27 @@ dora_incidents = sa.Table(
     sa.Column("finished_day", sa.Date, nullable=True),
     sa.Index("ix_dora_incidents_started_day", "started_day", "service", "team", "env"),
     sa.Index("ix_dora_incidents_finished_day", "finished_day", "service", "team", "env"),
+)
+
+# Which deployment each incident (per affected service) is attributed to.
+dora_incident_deployments = sa.Table(
+    "dora_incident_deployments",
+    metadata,
+    sa.Column("incident_id", sa.String(255), primary_key=True),
+    sa.Column("service", sa.String(255), primary_key=True),
+    sa.Column("deployment_id", sa.String(255), nullable=False, index=True),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("lag_seconds", sa.Float, nullable=False),
+)
+
+# (service, env) sequences whose deployments or incidents changed since they were last
+# classified (see dora_assets.change_failures).
+changed_sequences = sa.Table(
+    "changed_sequences",
+    metadata,
+    sa.Column("service", sa.String(255), primary_key=True),
+    sa.Column("env", sa.String(255), primary_key=True),
+    sa.Column("changed_at", sa.DateTime, nullable=False),
 )
 
 # Metric days whose inputs changed since they were last built (see dora_assets.changed_days).
@@ -220,6 +255,32 @@ dora_time_to_restore_daily = sa.Table(
     metadata,
     *_metric_keys(),
     sa.Column("resolved_incidents", sa.Integer, nullable=False),
+    sa.Column("total_seconds", sa.Float, nullable=False),
+    sa.Column("mean_seconds", sa.Float, nullable=False),
+    sa.Column("median_seconds", sa.Float, nullable=False),
+    sa.Column("p90_seconds", sa.Float, nullable=False),
+    sa.Column("max_seconds", sa.Float, nullable=False),
+)
+
+
+dora_change_failures_daily = sa.Table(
+    "dora_change_failures_daily",
+    metadata,
+    *_metric_keys(),
+    sa.Column("deployments", sa.Integer, nullable=False),
+    sa.Column("change_failures", sa.Integer, nullable=False),
+    sa.Column("rollbacks", sa.Integer, nullable=False),
+    sa.Column("rollforwards", sa.Integer, nullable=False),
+    sa.Column("change_failure_rate", sa.Float, nullable=True),
+    sa.Column("change_failure_rate_excluding_rollbacks", sa.Float, nullable=True),
+    sa.Column("rework_rate", sa.Float, nullable=True),
+)
+
+dora_failed_deployment_recovery_daily = sa.Table(
+    "dora_failed_deployment_recovery_daily",
+    metadata,
+    *_metric_keys(),
+    sa.Column("recovered_failures", sa.Integer, nullable=False),
     sa.Column("total_seconds", sa.Float, nullable=False),
     sa.Column("mean_seconds", sa.Float, nullable=False),
     sa.Column("median_seconds", sa.Float, nullable=False),

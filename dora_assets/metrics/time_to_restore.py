@@ -7,14 +7,14 @@ import sqlalchemy as sa
 
 from connectors.warehouse.schema import dora_incidents, dora_time_to_restore_daily
 from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata
+from dora_assets.metrics.durations import duration_rows, org_median_per_day
 from dora_assets.metrics.rebuild import rebuild_days
 from dora_assets.metrics.reconcile import reconciliation_check
 from dora_assets.partitions import daily_partitions
 from dora_assets.resources import WarehouseResource
-from dora_assets.sql import percentile_cont, ranked, seconds_between
+from dora_assets.sql import seconds_between
 
 table = dora_time_to_restore_daily
-KEY = ["day", "service", "team", "env"]
 incident = dora_incidents.c
 restore_seconds = seconds_between(incident.finished_at, incident.started_at)
 
@@ -46,9 +46,9 @@ def sums_per_key(first_day: dt.date, end_day: dt.date) -> sa.Select:
 
 
 def durations(first_day: dt.date, end_day: dt.date) -> sa.Select:
-    """The rows percentiles need: incident, key, seconds."""
+    """One row per resolved incident and service: its key and seconds to restore."""
     return sa.select(
-        incident.incident_id,
+        incident.incident_id.label("item"),
         incident.finished_day.label("day"),
         incident.service,
         incident.team,
@@ -59,53 +59,23 @@ def durations(first_day: dt.date, end_day: dt.date) -> sa.Select:
 
 def time_to_restore_rows(first_day: dt.date, end_day: dt.date) -> sa.Select:
     """The metric rows of `[first_day, end_day)`, computed entirely in the database."""
-    restores = ranked(durations(first_day, end_day), "seconds", KEY)
-    seconds = restores.c.seconds
-    key = [restores.c[name] for name in KEY]
-    return sa.select(
-        *key,
-        sa.func.count(),
-        sa.func.sum(seconds),
-        sa.func.avg(seconds),
-        percentile_cont(restores, "seconds", 50),
-        percentile_cont(restores, "seconds", 90),
-        sa.func.max(seconds),
-    ).group_by(*key)
+    return duration_rows(durations(first_day, end_day))
 
 
 def org_figures_per_day(
     connection: sa.Connection, first_day: dt.date, end_day: dt.date
 ) -> dict[dt.date, dict[str, float | int | None]]:
-    """Per day: rows written, incidents resolved org-wide and their median time to restore.
-
-    An incident affecting several services has one row per service; org-wide it counts
-    once (its rows share their times, so `min` just picks that one duration).
-    """
-    restores = durations(first_day, end_day).subquery()
-    per_incident = sa.select(
-        restores.c.day, restores.c.incident_id, sa.func.min(restores.c.seconds).label("seconds")
-    ).group_by(restores.c.day, restores.c.incident_id)
-    incidents = ranked(per_incident, "seconds", ["day"])
-    resolved = connection.execute(
-        sa.select(
-            incidents.c.day, sa.func.count(), percentile_cont(incidents, "seconds", 50)
-        ).group_by(incidents.c.day)
+    """Per day: rows written, incidents resolved org-wide (each once, whatever the number
+    of services it affected) and their median time to restore."""
+    return org_median_per_day(
+        connection,
+        table,
+        durations(first_day, end_day),
+        first_day,
+        end_day,
+        count_name="resolved_incidents",
+        median_name="org_median_time_to_restore_seconds",
     )
-    row_counts = dict(
-        connection.execute(
-            sa.select(table.c.day, sa.func.count())
-            .where(table.c.day >= first_day, table.c.day < end_day)
-            .group_by(table.c.day)
-        ).all()
-    )
-    return {
-        day: {
-            "dagster/row_count": row_counts.get(day, 0),
-            "resolved_incidents": count,
-            "org_median_time_to_restore_seconds": median,
-        }
-        for day, count, median in resolved
-    }
 
 
 @dg.asset(

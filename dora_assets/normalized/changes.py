@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from connectors.warehouse.upsert import upsert
 from connectors.warehouse.watermarks import lock_watermark, save_watermark
 from dora_assets import changed_days
+from dora_assets.change_failures import sequences
 
 CHUNK_KEYS = 2_000
 # A landing write can commit after a reader has passed its `updated_at` (PostgreSQL
@@ -84,6 +85,11 @@ def _primary_key(table: sa.Table) -> Callable[[Mapping[str, Any]], tuple[Any, ..
     return lambda row: tuple(row[name] for name in names)
 
 
+def _blank(column: sa.Column[Any]) -> Any:
+    """A new row's value of a column it was not given (its server default)."""
+    return False if isinstance(column.type, sa.Boolean) else None
+
+
 def _differs(held: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     return any(
         held[name] != value for name, value in wanted.items() if name not in BOOKKEEPING_COLUMNS
@@ -109,11 +115,16 @@ def apply_keys(
             [{f"pk_{column.name}": row[column.name] for column in pk} for row in gone],
         )
     if changed:
-        connection.execute(upsert(table, connection.dialect), changed)
-    touched = changed_days.days_touched(
-        table, [*((row, None) for row in gone), *zip(before, changed, strict=True)]
-    )
+        # Only the columns the normalization owns: classification columns keep their values.
+        owned = [name for name in changed[0] if name not in {c.name for c in table.primary_key}]
+        connection.execute(upsert(table, connection.dialect, owned), changed)
+    # Columns a normalization does not own (the classification's) keep their values.
+    blank = {column.name: _blank(column) for column in table.columns}
+    after = [{**(held_row or blank), **row} for held_row, row in zip(before, changed, strict=True)]
+    pairs = [*((row, None) for row in gone), *zip(before, after, strict=True)]
+    touched = changed_days.days_touched(table, pairs)
     changed_days.record(connection, touched)
+    sequences.record(connection, sequences.sequences_touched(table, pairs))
     applied.keys_read += len(keys)
     applied.deleted += len(gone)
     applied.updated += len(replaced)

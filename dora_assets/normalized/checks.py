@@ -19,7 +19,7 @@ FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 SAMPLE_ROWS = 5
 
 
-def _result(
+def offenders_result(
     check_name: str,
     asset_key: dg.AssetKey,
     connection: sa.Connection,
@@ -86,7 +86,7 @@ def integrity_checks(
     def _checks(warehouse: WarehouseResource) -> Iterable[dg.AssetCheckResult]:
         latest_allowed = dt.datetime.now(dt.UTC).replace(tzinfo=None) + FUTURE_TOLERANCE
         with reading(warehouse.engine) as connection:
-            yield _result(
+            yield offenders_result(
                 "unique_keys",
                 asset_key,
                 connection,
@@ -94,7 +94,7 @@ def integrity_checks(
                 .group_by(*keys)
                 .having(sa.func.count() > 1),
             )
-            yield _result(
+            yield offenders_result(
                 "finished_not_before_started",
                 asset_key,
                 connection,
@@ -102,7 +102,7 @@ def integrity_checks(
                     table.c.finished_at < table.c.started_at
                 ),
             )
-            yield _result(
+            yield offenders_result(
                 "no_future_timestamps",
                 asset_key,
                 connection,
@@ -111,7 +111,7 @@ def integrity_checks(
                 ),
                 severity=dg.AssetCheckSeverity.WARN,
             )
-            yield _result(
+            yield offenders_result(
                 "service_or_team_present",
                 asset_key,
                 connection,

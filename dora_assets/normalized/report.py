@@ -32,6 +32,7 @@ def refresh_result(
     )
     days = sorted({day for _, day in applied.metric_days})
     return dg.MaterializeResult(
+        asset_key=table.name,
         metadata={
             "dagster/row_count": dg.MetadataValue.int(row_count),
             "dagster/column_schema": column_schema(table),

@@ -1,0 +1,238 @@
+"""Classifying the sequences that changed, and writing only what the classification changes.
+
+A batch of entries of the changed-sequences record is one transaction: each sequence's
+deployments and incidents are read, classified (`classify`), and the classification
+columns of `dora_deployments` and the rows of `dora_incident_deployments` that differ
+are written, with the metric days they touch recorded. A change to the `change_failures`
+rules enters every sequence once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from connectors.config import ChangeFailureSettings
+from connectors.warehouse.schema import (
+    changed_sequences,
+    dora_deployments,
+    dora_incident_deployments,
+    dora_incidents,
+)
+from connectors.warehouse.upsert import upsert
+from connectors.warehouse.watermarks import lock_state, save_state
+from dora_assets import changed_days
+from dora_assets.change_failures import sequences
+from dora_assets.change_failures.classify import (
+    Attribution,
+    Classification,
+    Deployment,
+    Incident,
+    Patch,
+    Rules,
+    classify_sequence,
+)
+
+SEQUENCES_PER_TRANSACTION = 20
+RULES_STATE = "change_failures.rules"
+deployment, incident, attributed = dora_deployments.c, dora_incidents.c, dora_incident_deployments.c
+
+
+@dataclass
+class Classified:
+    """What a run changed."""
+
+    sequences: int = 0
+    deployments_reclassified: int = 0
+    attributions_written: int = 0
+    attributions_deleted: int = 0
+    metric_days: set[changed_days.MetricDay] = field(default_factory=set)
+
+
+def rules_from(settings: ChangeFailureSettings) -> Rules:
+    return Rules(
+        rollforward_versions=tuple(re.compile(p) for p in settings.rollforward_versions),
+        rollforward_tags=tuple(re.compile(p) for p in settings.rollforward_custom_tags),
+        incidents_mark_deployments=settings.incidents_mark_deployments,
+        attribution_window=dt.timedelta(hours=settings.attribution_window_hours),
+    )
+
+
+def _patch(document: str | None) -> Patch | None:
+    if document is None:
+        return None
+    patch = json.loads(document)
+    by_version = patch["remediation_by"] == "version"
+    return Patch(
+        change_failure=patch["change_failure"],
+        remediation_type=patch["remediation_type"],
+        remediation_id=None if by_version else patch["remediation_ref"],
+        remediation_version=patch["remediation_ref"] if by_version else None,
+    )
+
+
+def _columns(classification: Classification) -> dict[str, Any]:
+    columns = asdict(classification)
+    recovered = classification.recovered_at
+    return {**columns, "recovered_day": recovered.date() if recovered else None}
+
+
+def _classify(
+    connection: sa.Connection, service: str, env: str, rules: Rules, report: Classified
+) -> None:
+    rows = [
+        dict(row)
+        for row in connection.execute(
+            sa.select(dora_deployments).where(deployment.service == service, deployment.env == env)
+        ).mappings()
+    ]
+    incidents = [
+        Incident(
+            row.incident_id,
+            row.service,
+            row.started_at,
+            row.finished_at,
+            row.commit_sha,
+            row.version,
+        )
+        for row in connection.execute(
+            sa.select(dora_incidents).where(incident.service == service, incident.env == env)
+        )
+    ]
+    classified, attributions = classify_sequence(
+        [
+            Deployment(
+                row["deployment_id"],
+                row["started_at"],
+                row["finished_at"],
+                row["commit_sha"],
+                row["version"],
+                tuple(json.loads(row["custom_tags"])),
+                _patch(row["change_failure_patch"]),
+            )
+            for row in rows
+        ],
+        incidents,
+        rules,
+    )
+    pairs = []
+    for row in rows:
+        wanted = _columns(classified[row["deployment_id"]])
+        if any(row[name] != value for name, value in wanted.items()):
+            pairs.append((row, {**row, **wanted}))
+    if pairs:
+        connection.execute(
+            sa.update(dora_deployments)
+            .where(deployment.deployment_id == sa.bindparam("key"))
+            .values({name: sa.bindparam(name) for name in _columns(Classification())}),
+            [{"key": after["deployment_id"], **_columns_of(after)} for _, after in pairs],
+        )
+        touched = changed_days.days_touched(dora_deployments, pairs)
+        changed_days.record(connection, touched)
+        report.metric_days |= touched
+        report.deployments_reclassified += len(pairs)
+    _write_attributions(connection, service, rows, incidents, attributions, report)
+
+
+def _columns_of(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: row[name] for name in _columns(Classification())}
+
+
+def _write_attributions(
+    connection: sa.Connection,
+    service: str,
+    rows: list[dict[str, Any]],
+    incidents: list[Incident],
+    attributions: list[Attribution],
+    report: Classified,
+) -> None:
+    """Replace what differs among the attributions this sequence owns: those of its
+    incidents, to its deployments, or to deployments that no longer exist."""
+    existing_deployments = sa.select(deployment.deployment_id)
+    held = {
+        (row.incident_id, row.service): row
+        for row in connection.execute(
+            sa.select(dora_incident_deployments).where(
+                attributed.service == service,
+                sa.or_(
+                    attributed.incident_id.in_([i.incident_id for i in incidents]),
+                    attributed.deployment_id.in_([row["deployment_id"] for row in rows]),
+                    attributed.deployment_id.not_in(existing_deployments),
+                ),
+            )
+        )
+    }
+    wanted = {(a.incident_id, a.service): asdict(a) for a in attributions}
+    gone = [key for key in held if key not in wanted]
+    changed = [
+        row for key, row in wanted.items() if key not in held or dict(held[key]._mapping) != row
+    ]
+    if gone:
+        connection.execute(
+            sa.delete(dora_incident_deployments).where(
+                attributed.incident_id == sa.bindparam("gone_incident"),
+                attributed.service == sa.bindparam("gone_service"),
+            ),
+            [{"gone_incident": incident_id, "gone_service": name} for incident_id, name in gone],
+        )
+    if changed:
+        connection.execute(upsert(dora_incident_deployments, connection.dialect), changed)
+    report.attributions_deleted += len(gone)
+    report.attributions_written += len(changed)
+
+
+def _enter_all_when_rules_changed(engine: sa.Engine, settings: ChangeFailureSettings) -> None:
+    document = json.dumps(asdict(settings), sort_keys=True)
+    with engine.begin() as connection:
+        if lock_state(connection, RULES_STATE) == document:
+            return
+        every = connection.execute(sa.select(deployment.service, deployment.env).distinct())
+        sequences.record(connection, [tuple(row) for row in every])
+        save_state(connection, RULES_STATE, document)
+
+
+def classify_changed(
+    engine: sa.Engine,
+    settings: ChangeFailureSettings,
+    on_progress: Callable[[str], None] | None = None,
+) -> Classified:
+    """Classify every sequence in the changed-sequences record, then empty it."""
+    _enter_all_when_rules_changed(engine, settings)
+    rules = rules_from(settings)
+    report = Classified()
+    after: tuple[str, str] | None = None
+    while True:
+        with engine.begin() as connection:
+            position = sa.tuple_(changed_sequences.c.service, changed_sequences.c.env)
+            batch = connection.execute(
+                sa.select(changed_sequences)
+                .where(position > sa.tuple_(*after) if after else sa.true())
+                .order_by(changed_sequences.c.service, changed_sequences.c.env)
+                .limit(SEQUENCES_PER_TRANSACTION)
+            ).all()
+            if not batch:
+                return report
+            for service, env, _ in batch:
+                _classify(connection, service, env, rules, report)
+            # An entry bumped by a change committed meanwhile stays for the next run.
+            connection.execute(
+                sa.delete(changed_sequences).where(
+                    changed_sequences.c.service == sa.bindparam("entry_service"),
+                    changed_sequences.c.env == sa.bindparam("entry_env"),
+                    changed_sequences.c.changed_at == sa.bindparam("entry_changed_at"),
+                ),
+                [
+                    {"entry_service": s, "entry_env": e, "entry_changed_at": at}
+                    for s, e, at in batch
+                ],
+            )
+        report.sequences += len(batch)
+        after = (batch[-1][0], batch[-1][1])
+        if on_progress and len(batch) == SEQUENCES_PER_TRANSACTION:
+            on_progress(f"classified {report.sequences:,} changed (service, env) sequences")

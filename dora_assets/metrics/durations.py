@@ -1,0 +1,64 @@
+"""Daily duration metrics (time to restore, failed deployment recovery), computed in the
+database: count, total, mean, linear-interpolated median and p90, max per key."""
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from dora_assets.sql import percentile_cont, ranked
+
+KEY = ["day", "service", "team", "env"]
+
+
+def duration_rows(items: sa.Select) -> sa.Select:
+    """Metric rows from `items` (columns `item`, `day`, `service`, `team`, `env`,
+    `seconds`), in the metric tables' column order."""
+    durations = ranked(items, "seconds", KEY)
+    seconds = durations.c.seconds
+    key = [durations.c[name] for name in KEY]
+    return sa.select(
+        *key,
+        sa.func.count(),
+        sa.func.sum(seconds),
+        sa.func.avg(seconds),
+        percentile_cont(durations, "seconds", 50),
+        percentile_cont(durations, "seconds", 90),
+        sa.func.max(seconds),
+    ).group_by(*key)
+
+
+def org_median_per_day(
+    connection: sa.Connection,
+    table: sa.Table,
+    items: sa.Select,
+    first_day: dt.date,
+    end_day: dt.date,
+    count_name: str,
+    median_name: str,
+) -> dict[dt.date, dict[str, float | int | None]]:
+    """Per day: rows of `table`, items org-wide and their median duration.
+
+    An item on several rows (an incident affecting several services) counts once: its
+    rows share their times, so `min` just picks that one duration.
+    """
+    listed = items.subquery()
+    per_item = sa.select(
+        listed.c.day, listed.c.item, sa.func.min(listed.c.seconds).label("seconds")
+    ).group_by(listed.c.day, listed.c.item)
+    org = ranked(per_item, "seconds", ["day"])
+    medians = connection.execute(
+        sa.select(org.c.day, sa.func.count(), percentile_cont(org, "seconds", 50)).group_by(
+            org.c.day
+        )
+    )
+    row_counts = dict(
+        connection.execute(
+            sa.select(table.c.day, sa.func.count())
+            .where(table.c.day >= first_day, table.c.day < end_day)
+            .group_by(table.c.day)
+        ).all()
+    )
+    return {
+        day: {"dagster/row_count": row_counts.get(day, 0), count_name: count, median_name: median}
+        for day, count, median in medians
+    }
