@@ -21,6 +21,8 @@ import httpx
 
 DEPLOYMENT_PATH = "/api/v2/dora/deployment"
 FAILURE_PATH = "/api/v2/dora/failure"
+# PATCH: a deployment by id below it, or the latest one of a service, env and version.
+DEPLOYMENTS_PATH = "/api/v2/dora/deployments"
 _MAX_BACKOFF_SECONDS = 30.0
 _MAX_RETRY_AFTER_SECONDS = 120.0
 
@@ -119,13 +121,14 @@ class EventClient:
         """Deliver one failure (incident); returns the id the API assigned or confirmed."""
         return self.send(FAILURE_PATH, event_body(attributes))
 
-    def send(self, path: str, body: Mapping[str, Any]) -> str:
-        """POST `body` to `path`, retrying transient trouble; returns `data.id` of the answer."""
+    def send(self, path: str, body: Mapping[str, Any], method: str = "POST") -> str:
+        """Send `body` to `path` (POST, or an idempotent PATCH), retrying transient trouble;
+        returns `data.id` of the answer."""
         attempt = 1
         while True:
             last_attempt = attempt >= self.max_attempts
             try:
-                response = self._http.post(path, json=body)
+                response = self._http.request(method, path, json=body)
             except httpx.TransportError as error:
                 if last_attempt:
                     raise self._unreachable(error) from None
@@ -134,7 +137,7 @@ class EventClient:
                 if response.is_success:
                     return self._accepted_id(response)
                 if not _retryable(response.status_code):
-                    raise self._rejected(path, response)
+                    raise self._rejected(path, response, method)
                 if last_attempt:
                     raise self._gave_up(response)
                 time.sleep(max(self._backoff(attempt), _retry_after_seconds(response) or 0.0))
@@ -175,7 +178,7 @@ class EventClient:
             f"{self.max_attempts} attempts; {advice}"
         )
 
-    def _rejected(self, path: str, response: httpx.Response) -> DeliveryError:
+    def _rejected(self, path: str, response: httpx.Response, method: str) -> DeliveryError:
         status = response.status_code
         if status in (401, 403):
             reason = (
@@ -186,6 +189,10 @@ class EventClient:
             reason = (
                 f"the event API rejected the event (HTTP 400): {_validation_detail(response)}; "
                 "fix that value and send again"
+            )
+        elif status == 404 and method == "PATCH":
+            reason = (
+                f"the event API has no such deployment (HTTP 404): {_validation_detail(response)}"
             )
         elif status == 404:
             reason = (

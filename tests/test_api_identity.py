@@ -231,6 +231,53 @@ def test_patch_marks_a_change_failure(warehouse: sa.Engine) -> None:
     assert (row.change_failure, row.remediation_type, row.remediation_ref) == (False, None, None)
 
 
+def test_patch_without_id_marks_the_latest_deployment_of_service_env_and_version(
+    warehouse: sa.Engine,
+) -> None:
+    with live_api(warehouse) as client:
+        for identifier, finished, env in [
+            ("old", FINISHED - 600, "prod"),
+            ("latest", FINISHED, "prod"),
+            ("staging", FINISHED + 600, "staging"),
+        ]:
+            _post(
+                client,
+                "/api/v2/dora/deployment",
+                deployment(
+                    id=identifier,
+                    env=env,
+                    version="1.2",
+                    started_at=STARTED - 3600,
+                    finished_at=finished,
+                ),
+            )
+        mark = {
+            "service": "shop",
+            "env": "prod",
+            "version": "1.2",
+            "change_failure": True,
+            "remediation": {"type": "rollforward", "version": "1.3"},
+        }
+        response = client.patch(DEPLOYMENTS, json={"data": {"attributes": mark}})
+        assert response.status_code == 202
+        assert response.json()["data"] == {"id": "latest", "type": "dora_deployment"}
+        row = _row(warehouse, api_deployments, "latest")
+        assert (row.change_failure, row.remediation_ref, row.remediation_by) == (
+            True,
+            "1.3",
+            "version",
+        )
+        assert _row(warehouse, api_deployments, "old").patched_at is None
+        unknown = {**mark, "version": "9.9"}
+        missing = client.patch(DEPLOYMENTS, json={"data": {"attributes": unknown}})
+        assert missing.status_code == 404
+        assert "9.9" in missing.json()["errors"][0]["detail"]
+        without_version = {key: value for key, value in mark.items() if key != "version"}
+        invalid = client.patch(DEPLOYMENTS, json={"data": {"attributes": without_version}})
+        assert invalid.status_code == 400
+        assert invalid.json()["errors"][0]["source"]["pointer"] == "/data/attributes/version"
+
+
 def test_healthz_openapi_and_unknown_routes(warehouse: sa.Engine) -> None:
     with live_api(warehouse) as client:
         assert client.get("/healthz").json() == {"status": "ok"}

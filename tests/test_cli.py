@@ -437,3 +437,70 @@ def test_transient_answers_are_retried_and_final_ones_are_not(
     # Every attempt carries the key and the identical body, so the API lands one event.
     assert all(request == received[0] for request in received)
     assert received[0]["key"] == API_KEY
+
+
+# --- change failures -----------------------------------------------------------------
+
+
+def test_change_failure_marks_by_id_or_by_version_and_clears_with_stable(
+    api: str, warehouse: sa.Engine
+) -> None:
+    for identifier, version in (("d-1", "1.0"), ("d-2", "1.1")):
+        accepted_id(
+            dora(
+                *DEPLOYMENT, f"--id={identifier}", f"--version={version}", "--skip-git", api_url=api
+            )
+        )
+    by_id = dora(
+        "change-failure",
+        "--id=d-1",
+        "--remediation-type=rollforward",
+        "--remediation-version=1.1",
+        api_url=api,
+    )
+    assert accepted_id(by_id) == "d-1"
+    by_version = dora("change-failure", "--service=shop", "--version=1.1", api_url=api)
+    assert accepted_id(by_version) == "d-2"
+    assert accepted_id(dora("change-failure", "--id=d-1", "--stable", api_url=api)) == "d-1"
+    with warehouse.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                api_deployments.c.deployment_id,
+                api_deployments.c.change_failure,
+                api_deployments.c.remediation_by,
+            ).order_by(api_deployments.c.deployment_id)
+        ).all()
+    assert [tuple(row) for row in rows] == [("d-1", False, None), ("d-2", True, None)]
+    unknown = dora("change-failure", "--service=shop", "--version=9", api_url=api)
+    assert unknown.returncode == 1
+    assert "9" in one_line(unknown.stderr)
+
+
+def test_change_failure_flags_must_name_one_deployment_and_a_whole_remedy(
+    closed_port_url: str,
+) -> None:
+    for arguments in (
+        ("--service=shop",),
+        ("--id=d-1", "--version=1"),
+        ("--id=d-1", "--remediation-type=rollback"),
+        ("--id=d-1", "--remediation-id=d-2"),
+    ):
+        result = dora("change-failure", *arguments, api_url=closed_port_url)
+        assert result.returncode == 2, arguments
+        assert "change-failure" in result.stderr
+    dry = dora(
+        "change-failure",
+        "--id=d-1",
+        "--remediation-type=rollback",
+        "--remediation-id=d-0",
+        "--dry-run",
+        api_url=closed_port_url,
+    )
+    assert json.loads(dry.stdout) == {
+        "data": {
+            "attributes": {
+                "change_failure": True,
+                "remediation": {"id": "d-0", "type": "rollback"},
+            }
+        }
+    }

@@ -22,10 +22,12 @@ from connectors.events.schemas import (
     ChangeFailureRequest,
     DeploymentRequest,
     FailureRequest,
+    LatestDeploymentChangeFailureRequest,
     inline_json_schema,
     parse_change_failure,
     parse_deployment,
     parse_failure,
+    parse_latest_deployment_change_failure,
 )
 from connectors.events.store import EventStore, StoredDeployment, StoredFailure
 
@@ -161,6 +163,26 @@ async def patch_deployment(deployment_id: str, request: Request) -> Response:
     if not await _writer(request).submit(write):
         raise _not_found("deployment", deployment_id)
     return _accepted(deployment_id, DEPLOYMENT)
+
+
+@router.patch(
+    "/deployments",
+    status_code=202,
+    summary="Mark the latest deployment of a service, env and version as a change failure",
+    openapi_extra=_documented_body(LatestDeploymentChangeFailureRequest),
+    responses={**_BODY_ERRORS, **_NOT_FOUND},
+)
+async def patch_latest_deployment(request: Request) -> Response:
+    match, change = parse_latest_deployment_change_failure(await read_json_body(request))
+    identifier = await _writer(request).submit(store.mark_latest_change_failure(match, change))
+    if identifier is None:
+        raise ApiError(
+            404,
+            "Not found",
+            f"No deployment of service {match.service!r}, env {match.env!r} and version"
+            f" {match.version!r}: send the deployment first, or PATCH it by id.",
+        )
+    return _accepted(identifier, DEPLOYMENT)
 
 
 # --- failures ---------------------------------------------------------------------------

@@ -21,9 +21,17 @@ import time
 from decimal import Decimal
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from connectors import gitinfo, settings
-from connectors.client import DEPLOYMENT_PATH, FAILURE_PATH, DeliveryError, EventClient, event_body
+from connectors.client import (
+    DEPLOYMENT_PATH,
+    DEPLOYMENTS_PATH,
+    FAILURE_PATH,
+    DeliveryError,
+    EventClient,
+    event_body,
+)
 from connectors.timestamps import TimestampError, from_epoch_number, from_iso8601
 
 _UNIX_TIME = re.compile(r"^-?\d+(\.\d+)?$")
@@ -99,6 +107,31 @@ def register(commands: argparse._SubParsersAction) -> None:
     _add_shared_options(failure)
     failure.set_defaults(run=partial(run_failure, failure))
 
+    change = commands.add_parser(
+        "change-failure",
+        help="mark a deployment as a change failure (or as stable)",
+        description="Mark a deployment, by --id or as the latest of --service/--env/--version,"
+        " as a change failure, with how it was remedied; --stable clears it and keeps"
+        " automatic detection from marking it (DORA_API_URL, DORA_API_KEY).",
+    )
+    target = change.add_mutually_exclusive_group(required=True)
+    target.add_argument("--id", help="the deployment's id")
+    target.add_argument("--service", help="with --version (and --env): its latest deployment")
+    change.add_argument("--version", help="the version the deployment deployed (with --service)")
+    change.add_argument("--env", help="environment of the deployment (with --service)")
+    verdict = change.add_mutually_exclusive_group()
+    verdict.add_argument("--stable", action="store_true", help="not a change failure")
+    verdict.add_argument(
+        "--remediation-type", choices=["rollback", "rollforward"], help="how it was remedied"
+    )
+    remedy = change.add_mutually_exclusive_group()
+    remedy.add_argument("--remediation-id", metavar="ID", help="the remedying deployment's id")
+    remedy.add_argument("--remediation-version", metavar="VERSION", help="or its version")
+    change.add_argument(
+        "--dry-run", action="store_true", help="print the JSON body instead of sending it"
+    )
+    change.set_defaults(run=partial(run_change_failure, change))
+
 
 def _git_attribute(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> dict | None:
     url, sha = arguments.git_repository_url, arguments.git_commit_sha
@@ -160,11 +193,37 @@ def run_failure(parser: argparse.ArgumentParser, arguments: argparse.Namespace) 
     return _deliver(parser, arguments, FAILURE_PATH, attributes)
 
 
+def run_change_failure(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
+    if arguments.service and not arguments.version:
+        parser.error("--service needs --version: the latest deployment of that version is marked")
+    if not arguments.service and (arguments.version or arguments.env):
+        parser.error("--version and --env name a deployment with --service; with --id drop them")
+    remedy = arguments.remediation_id or arguments.remediation_version
+    if bool(arguments.remediation_type) != bool(remedy):
+        parser.error(
+            "a remediation needs --remediation-type and one of --remediation-id or"
+            " --remediation-version"
+        )
+    attributes: dict[str, Any] = {"change_failure": not arguments.stable}
+    if remedy:
+        by = "id" if arguments.remediation_id else "version"
+        attributes["remediation"] = {"type": arguments.remediation_type, by: remedy}
+    if arguments.id:
+        path = f"{DEPLOYMENTS_PATH}/{quote(arguments.id, safe='')}"
+    else:
+        path = DEPLOYMENTS_PATH
+        attributes |= {"service": arguments.service, "version": arguments.version}
+        if arguments.env:
+            attributes["env"] = arguments.env
+    return _deliver(parser, arguments, path, attributes, method="PATCH")
+
+
 def _deliver(
     parser: argparse.ArgumentParser,
     arguments: argparse.Namespace,
     path: str,
     attributes: dict[str, Any],
+    method: str = "POST",
 ) -> int:
     body = event_body(attributes)
     if arguments.dry_run:
@@ -188,7 +247,7 @@ def _deliver(
         with EventClient(
             api_url, api_key, max_attempts=max_attempts, backoff_seconds=backoff_seconds
         ) as client:
-            event_id = client.send(path, body)
+            event_id = client.send(path, body, method)
     except DeliveryError as error:
         print(f"{parser.prog}: {error}", file=sys.stderr)
         return 1

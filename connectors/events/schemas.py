@@ -241,6 +241,14 @@ class ChangeFailureAttributes(_Strict):
     remediation: RemediationAttributes | None = None
 
 
+class LatestDeploymentChangeFailureAttributes(ChangeFailureAttributes):
+    """Datadog's `PATCH /api/v2/dora/deployments`: the deployment is named by what it was."""
+
+    service: Name
+    env: Name | None = None
+    version: Name
+
+
 class DeploymentData(_Strict):
     attributes: DeploymentAttributes
 
@@ -259,6 +267,14 @@ class DeploymentRequest(_Strict):
 
 class FailureRequest(_Strict):
     data: FailureData
+
+
+class LatestDeploymentChangeFailureData(_Strict):
+    attributes: LatestDeploymentChangeFailureAttributes
+
+
+class LatestDeploymentChangeFailureRequest(_Strict):
+    data: LatestDeploymentChangeFailureData
 
 
 class ChangeFailureRequest(_Strict):
@@ -380,9 +396,28 @@ def parse_failure(body: bytes) -> FailureEvent:
     )
 
 
+@dataclass(frozen=True)
+class DeploymentMatch:
+    """The latest finished deployment of a service, env and version."""
+
+    service: str
+    env: str
+    version: str
+
+
 def parse_change_failure(body: bytes) -> ChangeFailure:
     """Validate a `PATCH /api/v2/dora/deployments/{id}` body."""
-    attributes = _validate(ChangeFailureRequest, body).data.attributes
+    return _change_failure(_validate(ChangeFailureRequest, body).data.attributes)
+
+
+def parse_latest_deployment_change_failure(body: bytes) -> tuple[DeploymentMatch, ChangeFailure]:
+    """Validate a `PATCH /api/v2/dora/deployments` body (service, env, version)."""
+    attributes = _validate(LatestDeploymentChangeFailureRequest, body).data.attributes
+    match = DeploymentMatch(attributes.service, attributes.env or "", attributes.version)
+    return match, _change_failure(attributes)
+
+
+def _change_failure(attributes: ChangeFailureAttributes) -> ChangeFailure:
     remediation = attributes.remediation
     if remediation is None:
         return ChangeFailure(attributes.change_failure)

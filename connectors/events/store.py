@@ -22,7 +22,13 @@ import orjson
 import sqlalchemy as sa
 
 from connectors.events.identity import deployment_id, failure_id
-from connectors.events.schemas import ChangeFailure, DeploymentEvent, FailureEvent, Remediation
+from connectors.events.schemas import (
+    ChangeFailure,
+    DeploymentEvent,
+    DeploymentMatch,
+    FailureEvent,
+    Remediation,
+)
 from connectors.timestamps import utcnow
 from connectors.warehouse import reading
 from connectors.warehouse.schema import api_deployments, api_failure_services, api_failures
@@ -301,6 +307,36 @@ def mark_change_failures(
 ) -> list[bool]:
     """Set (or clear) deployments' change-failure marks; False for an unknown deployment."""
     return [_mark(connection, identifier, change) for identifier, change in changes]
+
+
+def _latest_matching(connection: sa.Connection, match: DeploymentMatch) -> str | None:
+    landed = api_deployments.c
+    return connection.execute(
+        sa.select(landed.deployment_id)
+        .where(
+            landed.service == match.service,
+            landed.env == match.env,
+            landed.version == match.version,
+            landed.deleted_at.is_(None),
+        )
+        .order_by(landed.finished_at.desc(), landed.started_at.desc(), landed.deployment_id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def mark_latest_change_failures(
+    connection: sa.Connection, changes: list[tuple[DeploymentMatch, ChangeFailure]]
+) -> list[str | None]:
+    """Mark the most recently finished deployment matching each; its id, None if none."""
+    marked = []
+    for match, change in changes:
+        identifier = _latest_matching(connection, match)
+        marked.append(identifier if identifier and _mark(connection, identifier, change) else None)
+    return marked
+
+
+def mark_latest_change_failure(match: DeploymentMatch, change: ChangeFailure) -> Write:
+    return Write(mark_latest_change_failures, (match, change))
 
 
 def upsert_deployment(event: DeploymentEvent) -> Write:
