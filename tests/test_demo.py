@@ -20,7 +20,10 @@ import sqlalchemy as sa
 from connectors.warehouse import create_engine
 from connectors.warehouse.schema import (
     dora_change_failure_rate_daily,
+    dora_change_failures_daily,
     dora_deployments,
+    dora_failed_deployment_recovery_daily,
+    dora_incident_deployments,
     dora_incidents,
     dora_time_to_restore_daily,
 )
@@ -52,8 +55,11 @@ def snapshot(engine: sa.Engine) -> dict[str, list[tuple]]:
     tables = (
         dora_deployments,
         dora_incidents,
+        dora_incident_deployments,
         dora_change_failure_rate_daily,
         dora_time_to_restore_daily,
+        dora_change_failures_daily,
+        dora_failed_deployment_recovery_daily,
     )
     ignored = {"ingested_at"}  # when a row was (re)built, not what it says
     with engine.connect() as connection:
@@ -92,7 +98,8 @@ def test_demo_lands_the_history_builds_the_metrics_and_is_idempotent(tmp_path: P
     assert "dora demo: 5 days of synthetic history into sqlite:///.dora/warehouse.db" in output
     assert "dora_change_failure_rate_daily: 5 partitions" in output
     assert "dora_time_to_restore_daily: 5 partitions" in output
-    assert "change failure rate  median TTR" in output
+    assert "incident CFR  deployment CFR  rework rate  median TTR  median recovery" in output
+    assert "dora_change_failures_daily: 5 partitions" in output
     assert "make dev" in output
     assert "checks not passing" not in output
 
@@ -113,6 +120,15 @@ def test_demo_lands_the_history_builds_the_metrics_and_is_idempotent(tmp_path: P
 
     first = snapshot(engine)
     assert first["dora_time_to_restore_daily"], "some incident resolved within the history"
+    assert first["dora_incident_deployments"], "incidents are attributed to deployments"
+    # Every PATCHed deployment is a manual change failure, and every hotfix and every
+    # PATCH-named remedy (the next deployment, a rollforward) is flagged a rollforward.
+    history = generate(first_day, today)
+    deployments = first["dora_deployments"]
+    patched = {deployment_id for deployment_id, _ in history.patches}
+    hotfixes = [d for d in history.deployments if d["version"].endswith("-hotfix")]
+    assert {d.deployment_id for d in deployments if d.change_failure_reason == "manual"} == patched
+    assert sum(d.is_rollforward for d in deployments) == len(hotfixes) + len(patched)
     second_output = run_demo(tmp_path)
     assert snapshot(engine) == first
     assert (

@@ -6,6 +6,12 @@ log-normally distributed time (some still open at the end). Most incidents are
 PagerDuty's; the rest, plus a few team-wide and multi-service failures, are sent to
 the event API, as teams without PagerDuty do.
 
+Deployments also go wrong the ways DORA's change failures describe: now and then a
+service rolls back to the version it ran two deployments earlier, ships a hotfix right
+after a bad deployment, or someone marks a deployment as a change failure through the
+API's PATCH, naming the deployment that remedied it; and incidents start shortly after
+a deployment of their service, so they are attributed to it.
+
 Every day and service draws from its own seeded generator, so a day's events are
 the same whichever window they fall in: running the demo twice lands the same
 events (same ids), and running it tomorrow adds a day and resolves what has been
@@ -27,6 +33,12 @@ WORKDAY_START_HOUR = 8
 WORKDAY_HOURS = 10
 WEEKEND_FACTOR = 0.15
 PAGERDUTY_SHARE = 0.75
+# Per deployment: it rolls back to the version of two deployments earlier (the one in
+# between failed), it is a hotfix of the one before, or it remedies the one before,
+# which is then marked through PATCH.
+ROLLBACK_CHANCE = 0.04
+HOTFIX_CHANCE = 0.03
+PATCH_CHANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,8 @@ class History:
     deployments: list[dict[str, Any]] = field(default_factory=list)  # event API attributes
     failures: list[dict[str, Any]] = field(default_factory=list)  # event API attributes
     pagerduty: list[PagerDutyIncident] = field(default_factory=list)
+    # (deployment id, PATCH attributes) for deployments marked as change failures
+    patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def _rfc3339(moment: dt.datetime) -> str:
@@ -138,10 +152,26 @@ def _service_day(history: History, service: Service, day: dt.date, end: dt.datet
     rng = random.Random(f"{SEED}:{service.name}:{day.isoformat()}")
     pace = service.deploys_per_workday * (1.0 if day.weekday() < 5 else WEEKEND_FACTOR)
     midnight = dt.datetime.combine(day, dt.time())
-    for number in range(_poisson(rng, pace)):
-        offset = dt.timedelta(hours=WORKDAY_START_HOUR + rng.random() * WORKDAY_HOURS)
-        finished = midnight + offset
-        history.deployments.append(_deployment(service, day, number, finished))
+    offsets = sorted(
+        WORKDAY_START_HOUR + rng.random() * WORKDAY_HOURS for _ in range(_poisson(rng, pace))
+    )
+    today: list[dict[str, Any]] = []
+    for number, hours in enumerate(offsets):
+        finished = midnight + dt.timedelta(hours=hours)
+        deployment = _deployment(service, day, number, finished)
+        draw = rng.random()
+        if number >= 2 and draw < ROLLBACK_CHANCE:
+            earlier = today[number - 2]
+            deployment["version"], deployment["git"] = earlier["version"], earlier["git"]
+        elif number >= 1 and draw < ROLLBACK_CHANCE + HOTFIX_CHANCE:
+            deployment["version"] = f"{today[number - 1]['version']}-hotfix"
+        elif number >= 1 and draw < ROLLBACK_CHANCE + HOTFIX_CHANCE + PATCH_CHANCE:
+            remedy = {"type": "rollforward", "id": deployment["id"]}
+            history.patches.append(
+                (today[number - 1]["id"], {"change_failure": True, "remediation": remedy})
+            )
+        today.append(deployment)
+        history.deployments.append(deployment)
         if rng.random() >= service.failure_chance:
             continue
         started = finished + dt.timedelta(minutes=rng.randint(2, 90))

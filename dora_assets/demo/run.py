@@ -28,7 +28,7 @@ import yaml
 
 from connectors import settings
 from connectors.api.app import ApiSettings, create_app
-from connectors.client import EventClient
+from connectors.client import DEPLOYMENTS_PATH, EventClient, event_body
 from connectors.pagerduty.compat_server import IncidentStore, ServerOptions, build_app
 from connectors.serving import serve_in_thread
 from connectors.warehouse import open_warehouse
@@ -76,9 +76,12 @@ def _land_api_events(history: History, engine: sa.Engine) -> None:
     ):
         _send_all(client.send_deployment, history.deployments)
         _send_all(client.send_failure, history.failures)
+        for deployment_id, patch in history.patches:
+            client.send(f"{DEPLOYMENTS_PATH}/{deployment_id}", event_body(patch), "PATCH")
     _progress(
-        f"event API {api_url}: {len(history.deployments)} deployments and"
-        f" {len(history.failures)} failures accepted"
+        f"event API {api_url}: {len(history.deployments)} deployments,"
+        f" {len(history.failures)} failures and {len(history.patches)} change-failure marks"
+        " accepted"
     )
 
 
