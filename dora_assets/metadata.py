@@ -17,7 +17,7 @@ def column_schema(table: sa.Table) -> dg.TableSchema:
             dg.TableColumn(
                 name=column.name,
                 type=str(column.type).lower(),
-                description=column.comment,
+                description=column.doc or column.comment,
                 constraints=dg.TableColumnConstraints(
                     nullable=bool(column.nullable),
                     unique=column.primary_key and len(table.primary_key) == 1,
