@@ -16,6 +16,15 @@ from connectors.warehouse import is_sqlite, open_warehouse
 PAGERDUTY_TOKEN_VARIABLE = "PAGERDUTY_API_TOKEN"
 
 
+# The normalized refresh runs the same `... IN (<2,000 keys>)` queries many times; after
+# five executions psycopg prepares them and PostgreSQL may switch to a generic plan, which
+# for a list of keys is a sequential scan per execution (10-18 s at 1M deployments,
+# measured by bench/steady_state.py). Custom plans keep the index lookups.
+_ASSET_ENGINE_OPTIONS: dict[str, dict[str, object]] = {
+    "postgresql": {"connect_args": {"options": "-c plan_cache_mode=force_custom_plan"}}
+}
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The SQLAlchemy warehouse (SQLite by default, PostgreSQL in production), migrated
     on first use."""
@@ -38,7 +47,9 @@ class WarehouseResource(dg.ConfigurableResource):
     @property
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            self._engine = open_warehouse(self.url)
+            self._engine = open_warehouse(
+                self.url, **_ASSET_ENGINE_OPTIONS.get(sa.make_url(self.url).get_backend_name(), {})
+            )
         return self._engine
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

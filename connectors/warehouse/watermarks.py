@@ -52,5 +52,11 @@ def lock_watermark(connection: sa.Connection, name: str) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def read_watermark(connection: sa.Connection, name: str) -> datetime | None:
+    """The watermark `name` as last committed, without locking it."""
+    value = read_state(connection, name)
+    return datetime.fromisoformat(value) if value else None
+
+
 def save_watermark(connection: sa.Connection, name: str, value: datetime) -> None:
     save_state(connection, name, value.isoformat())

@@ -154,7 +154,8 @@ def _write_attributions(
 ) -> None:
     """Replace what differs among the attributions this sequence owns: those of its
     incidents, to its deployments, or to deployments that no longer exist."""
-    existing_deployments = sa.select(deployment.deployment_id)
+    # NOT EXISTS, not NOT IN: PostgreSQL plans NOT IN over a large subquery as a scan per row.
+    still_there = sa.exists().where(deployment.deployment_id == attributed.deployment_id)
     held = {
         (row.incident_id, row.service): row
         for row in connection.execute(
@@ -163,7 +164,7 @@ def _write_attributions(
                 sa.or_(
                     attributed.incident_id.in_([i.incident_id for i in incidents]),
                     attributed.deployment_id.in_([row["deployment_id"] for row in rows]),
-                    attributed.deployment_id.not_in(existing_deployments),
+                    ~still_there,
                 ),
             )
         )

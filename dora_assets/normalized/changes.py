@@ -9,9 +9,9 @@ changed-days record. The watermark moves in the same transaction, so a crash
 re-applies a chunk rather than skipping it; re-applying is harmless because it writes
 only differences.
 
-Each chunk is one short transaction (`CHUNK_KEYS` landing keys), so a first build
-over a long history never holds the warehouse's write lock for long and API writes
-interleave with it.
+Each chunk (`CHUNK_KEYS` landing keys) is compared in a read-only transaction, which on
+SQLite takes no lock, and written in one short transaction; so a first build over a long
+history never holds the warehouse's write lock for long and API writes interleave.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from connectors.warehouse import reading
 from connectors.warehouse.upsert import upsert
-from connectors.warehouse.watermarks import lock_watermark, save_watermark
+from connectors.warehouse.watermarks import lock_watermark, read_watermark, save_watermark
 from dora_assets import changed_days
 from dora_assets.change_failures import sequences
 
@@ -96,14 +97,35 @@ def _differs(held: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     )
 
 
-def apply_keys(
-    connection: sa.Connection, normalization: Normalization, keys: Sequence[str], applied: Applied
+@dataclass(frozen=True)
+class _Plan:
+    """What the normalized table holds and should hold for a chunk of landing keys."""
+
+    keys: Sequence[str]
+    held: dict[tuple[Any, ...], Row]
+    wanted: dict[tuple[Any, ...], Row]
+
+
+def _held(
+    connection: sa.Connection, normalization: Normalization, keys: Sequence[str]
+) -> dict[tuple[Any, ...], Row]:
+    key_of = _primary_key(normalization.table)
+    return {key_of(row): row for row in normalization.held(connection, keys)}
+
+
+def _plan(connection: sa.Connection, normalization: Normalization, keys: Sequence[str]) -> _Plan:
+    key_of = _primary_key(normalization.table)
+    wanted = {key_of(row): row for row in normalization.wanted(connection, keys)}
+    return _Plan(keys, _held(connection, normalization, keys), wanted)
+
+
+def _write(
+    connection: sa.Connection, normalization: Normalization, plan: _Plan, applied: Applied
 ) -> None:
-    """Bring the normalized rows of `keys` in line with the landing tables."""
+    """Write the difference `plan` found, and record what it touches."""
     table = normalization.table
     key_of = _primary_key(table)
-    held = {key_of(row): row for row in normalization.held(connection, keys)}
-    wanted = {key_of(row): row for row in normalization.wanted(connection, keys)}
+    held, wanted = plan.held, plan.wanted
     gone = [row for key, row in held.items() if key not in wanted]
     changed = [row for key, row in wanted.items() if key not in held or _differs(held[key], row)]
     before = [held.get(key_of(row)) for row in changed]
@@ -125,12 +147,34 @@ def apply_keys(
     touched = changed_days.days_touched(table, pairs)
     changed_days.record(connection, touched)
     sequences.record(connection, sequences.sequences_touched(table, pairs))
-    applied.keys_read += len(keys)
+    applied.keys_read += len(plan.keys)
     applied.deleted += len(gone)
     applied.updated += len(replaced)
     applied.inserted += len(changed) - len(replaced)
     applied.metric_days |= touched
     applied.preview = [*changed, *applied.preview][:10]
+
+
+def _apply_chunk(
+    engine: sa.Engine,
+    normalization: Normalization,
+    keys: Sequence[str],
+    applied: Applied,
+    watermark: tuple[str, dt.datetime] | None = None,
+) -> None:
+    """Compare outside the write lock, then write in a short transaction (which also moves
+    the watermark `(name, newest)`, when given); if another writer changed these rows in
+    between, compare again inside it."""
+    with reading(engine) as connection:
+        plan = _plan(connection, normalization, keys)
+    with engine.begin() as connection:
+        saved = lock_watermark(connection, watermark[0]) if watermark else None
+        if _held(connection, normalization, keys) != plan.held:
+            plan = _plan(connection, normalization, keys)
+        _write(connection, normalization, plan, applied)
+        if watermark:
+            name, newest = watermark
+            save_watermark(connection, name, max(newest, saved or newest))
 
 
 def apply_feed(
@@ -143,25 +187,25 @@ def apply_feed(
 ) -> None:
     """Apply every landing row of `feed` written since its watermark (less `overlap`),
     chunk by chunk."""
-    after: tuple[dt.datetime, str] | None = None
+    with reading(engine) as connection:
+        watermark = read_watermark(connection, feed.watermark)
+    after = (watermark - overlap, "") if watermark is not None else None
+    position = sa.tuple_(feed.changed_at, feed.key)
     chunks = 0
     while True:
-        with engine.begin() as connection:
-            watermark = lock_watermark(connection, feed.watermark)
-            if after is None and watermark is not None:
-                after = (watermark - overlap, "")
-            position = sa.tuple_(feed.changed_at, feed.key)
+        with reading(engine) as connection:
             batch = connection.execute(
                 sa.select(feed.changed_at, feed.key)
                 .where(position > sa.tuple_(*after) if after else sa.true())
                 .order_by(feed.changed_at, feed.key)
                 .limit(CHUNK_KEYS)
             ).all()
-            if not batch:
-                return
-            apply_keys(connection, normalization, [key for _, key in batch], applied)
-            newest = batch[-1][0]
-            save_watermark(connection, feed.watermark, max(newest, watermark or newest))
+        if not batch:
+            return
+        newest = batch[-1][0]
+        _apply_chunk(
+            engine, normalization, [key for _, key in batch], applied, (feed.watermark, newest)
+        )
         after = (newest, batch[-1][1])
         chunks += 1
         if on_progress and len(batch) == CHUNK_KEYS:
@@ -180,7 +224,7 @@ def apply_all(
     (key,) = listed.columns
     after = None
     while True:
-        with engine.begin() as connection:
+        with reading(engine) as connection:
             batch = list(
                 connection.scalars(
                     sa.select(key)
@@ -189,9 +233,9 @@ def apply_all(
                     .limit(CHUNK_KEYS)
                 )
             )
-            if not batch:
-                return
-            apply_keys(connection, normalization, batch, applied)
+        if not batch:
+            return
+        _apply_chunk(engine, normalization, batch, applied)
         after = batch[-1]
         if on_progress and len(batch) == CHUNK_KEYS:
             on_progress(f"{normalization.table.name}: re-applied up to key {after!r}")
