@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python bench/api_ingest.py
 	$(BIN)/python bench/pagerduty_sync.py
 	$(BIN)/python bench/metrics_backfill.py
+	$(BIN)/python bench/steady_state.py
 
 lint: install
 	$(BIN)/ruff check .
