@@ -98,9 +98,14 @@ def ensure_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def start_api(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_api(
+    workdir: Path, port: int, warehouse_url: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`dora api` on `warehouse_url` (default: the embedded SQLite file in `workdir`)."""
     environment = {**os.environ, "DORA_API_KEYS": API_KEY}
     environment.pop("DORA_WAREHOUSE_URL", None)
+    if warehouse_url is not None:
+        environment["DORA_WAREHOUSE_URL"] = warehouse_url
     server = subprocess.Popen(
         [sys.executable, "-m", "connectors.cli", "api", "--port", str(port)],
         cwd=workdir,

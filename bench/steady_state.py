@@ -50,14 +50,11 @@ import json
 import multiprocessing
 import os
 import re
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -66,10 +63,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import httpx
 import numpy as np
 import sqlalchemy as sa
 import yaml
+from api_ingest import API_KEY, free_port, start_api
+from metrics_backfill import postgres_database
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
@@ -151,7 +149,6 @@ REFRESH_SHARE_TARGET = 0.05  # refresh_s / full_rebuild_s
 INGEST_MAX_TARGET_MS = 1_000.0
 INGEST_P99_GROWTH_TARGET = 2.0  # p99 during the refresh / p99 before
 
-API_KEY = "bench-key"
 DEPLOYMENT_PATH = "/api/v2/dora/deployment"
 # The load's deployments finish on 30 December 2025: built days, so they are tracked too.
 LOAD_FINISHED_AT = int(dt.datetime(2025, 12, 30, tzinfo=dt.UTC).timestamp())
@@ -997,34 +994,6 @@ def spin(seconds: float) -> None:
         sum(range(10_000))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_api(workdir: Path, port: int, url: str) -> subprocess.Popen[bytes]:
-    environment = {**os.environ, "DORA_API_KEYS": API_KEY, "DORA_WAREHOUSE_URL": url}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "connectors.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=workdir,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "api.log", "wb"),  # noqa: SIM115 (lives as long as the server)
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"dora api exited early; see {workdir / 'api.log'}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("dora api did not become healthy within 60 s")
-
-
 def _deployment_body(worker: int, sequence: int) -> bytes:
     finished = LOAD_FINISHED_AT + sequence
     attributes = {
@@ -1388,22 +1357,6 @@ def peak_rss_bytes() -> int:
     thread would compete for the GIL with the work it watches)."""
     status = Path("/proc/self/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    admin = sa.create_engine(
-        sa.make_url(admin_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    name = f"dora_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def say(message: str) -> None:
