@@ -11,6 +11,7 @@ from connectors.warehouse.schema import (
     dora_incidents,
 )
 from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata
+from dora_assets.metrics.durations import org_counts_per_day
 from dora_assets.metrics.rebuild import rebuild_days
 from dora_assets.metrics.reconcile import reconciliation_check
 from dora_assets.partitions import daily_partitions
@@ -76,26 +77,14 @@ def change_failure_rate_rows(first_day: dt.date, end_day: dt.date) -> sa.Select:
 def org_figures_per_day(
     connection: sa.Connection, first_day: dt.date, end_day: dt.date
 ) -> dict[dt.date, dict[str, float | int | None]]:
-    c = table.c
-    rows = connection.execute(
-        sa.select(
-            c.day,
-            sa.func.count(),
-            sa.func.sum(c.deployments),
-            sa.func.sum(c.failures),
-        )
-        .where(c.day >= first_day, c.day < end_day)
-        .group_by(c.day)
+    return org_counts_per_day(
+        connection,
+        table,
+        first_day,
+        end_day,
+        ("deployments", "failures"),
+        "org_change_failure_rate",
     )
-    return {
-        day: {
-            "dagster/row_count": int(row_count),
-            "deployments": int(deployments),
-            "failures": int(failures),
-            "org_change_failure_rate": failures / deployments if deployments else None,
-        }
-        for day, row_count, deployments, failures in rows
-    }
 
 
 @dg.asset(

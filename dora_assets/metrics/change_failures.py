@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from connectors.warehouse.schema import dora_change_failures_daily, dora_deployments
 from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata
+from dora_assets.metrics.durations import org_counts_per_day
 from dora_assets.metrics.rebuild import rebuild_days
 from dora_assets.metrics.reconcile import reconciliation_check
 from dora_assets.partitions import daily_partitions
@@ -55,28 +56,14 @@ def change_failures_rows(first_day: dt.date, end_day: dt.date) -> sa.Select:
 def org_figures_per_day(
     connection: sa.Connection, first_day: dt.date, end_day: dt.date
 ) -> dict[dt.date, dict[str, float | int | None]]:
-    c = table.c
-    rows = connection.execute(
-        sa.select(
-            c.day,
-            sa.func.count(),
-            sa.func.sum(c.deployments),
-            sa.func.sum(c.change_failures),
-            sa.func.sum(c.rollbacks),
-        )
-        .where(c.day >= first_day, c.day < end_day)
-        .group_by(c.day)
+    return org_counts_per_day(
+        connection,
+        table,
+        first_day,
+        end_day,
+        ("deployments", "change_failures", "rollbacks"),
+        "org_deployment_change_failure_rate",
     )
-    return {
-        day: {
-            "dagster/row_count": int(row_count),
-            "deployments": int(deployments),
-            "change_failures": int(failures),
-            "org_deployment_change_failure_rate": failures / deployments if deployments else None,
-            "rollbacks": int(rollbacks),
-        }
-        for day, row_count, deployments, failures, rollbacks in rows
-    }
 
 
 @dg.asset(

@@ -1,5 +1,6 @@
-"""Daily duration metrics (time to restore, failed deployment recovery), computed in the
-database: count, total, mean, linear-interpolated median and p90, max per key."""
+"""What the daily metric assets share: duration rows computed in the database (count,
+total, mean, linear-interpolated median and p90, max per key) and the org-wide figures
+each partition's materialization carries for the asset page to plot."""
 
 import datetime as dt
 
@@ -62,3 +63,31 @@ def org_median_per_day(
         day: {"dagster/row_count": row_counts.get(day, 0), count_name: count, median_name: median}
         for day, count, median in medians
     }
+
+
+def org_counts_per_day(
+    connection: sa.Connection,
+    table: sa.Table,
+    first_day: dt.date,
+    end_day: dt.date,
+    counts: tuple[str, ...],
+    rate_name: str,
+) -> dict[dt.date, dict[str, float | int | None]]:
+    """Per day: rows of `table`, the org-wide sum of each of `counts`, and `rate_name` =
+    the second count over the first (None without the first)."""
+    c = table.c
+    rows = connection.execute(
+        sa.select(c.day, sa.func.count(), *(sa.func.sum(c[name]) for name in counts))
+        .where(c.day >= first_day, c.day < end_day)
+        .group_by(c.day)
+    )
+    figures: dict[dt.date, dict[str, float | int | None]] = {}
+    for day, row_count, *sums in rows:
+        totals = dict(zip(counts, (int(total) for total in sums), strict=True))
+        denominator, numerator = totals[counts[0]], totals[counts[1]]
+        figures[day] = {
+            "dagster/row_count": int(row_count),
+            **totals,
+            rate_name: numerator / denominator if denominator else None,
+        }
+    return figures
