@@ -4,7 +4,7 @@ import dagster as dg
 
 from dora_assets import freshness, schedules, sensors
 from dora_assets.audit import audit_job, audit_schedule
-from dora_assets.change_failures.checks import change_failure_checks
+from dora_assets.change_failures.checks import attribution_checks, change_failure_checks
 from dora_assets.ingest.event_api import event_api_events_asset
 from dora_assets.ingest.pagerduty import pagerduty_incidents_asset
 from dora_assets.metrics.change_failure_rate import (
@@ -44,6 +44,7 @@ defs = dg.Definitions(
     asset_checks=[
         dora_deployments_checks,
         change_failure_checks,
+        attribution_checks,
         dora_incidents_checks,
         dora_change_failure_rate_daily_reconciliation,
         dora_time_to_restore_daily_reconciliation,

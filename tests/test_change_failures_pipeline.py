@@ -35,7 +35,7 @@ from connectors.warehouse.schema import (
 )
 from dora_assets import changed_days
 from dora_assets.change_failures.apply import classify_changed
-from dora_assets.change_failures.checks import change_failure_checks
+from dora_assets.change_failures.checks import attribution_checks, change_failure_checks
 from dora_assets.definitions import defs
 from dora_assets.metrics.change_failures import change_failures_rows
 from dora_assets.metrics.failed_deployment_recovery import recovery_rows
@@ -248,7 +248,7 @@ def test_checks_name_what_detection_cannot_see_and_patches_that_name_no_valid_re
     # A remedy that finished before the failed deployment is not valid.
     events.mark_change_failure("c", True, Remediation("rollback", "a"))
     result = dg.materialize(
-        [dora_deployments_asset, change_failure_checks],
+        [dora_deployments_asset, change_failure_checks, attribution_checks],
         resources={"warehouse": WarehouseResource(url=warehouse_url)},
     )
     verdicts = {

@@ -97,6 +97,9 @@ def deployment_sources(config: DoraConfig) -> list[Source]:
 
 @dg.multi_asset(
     name="dora_deployments",
+    # `dagster asset materialize --select` works for either key; both tables are written
+    # either way (attribution is part of the classification), only the selected report.
+    can_subset=True,
     specs=[
         dg.AssetSpec(
             "dora_deployments",
@@ -152,15 +155,21 @@ def dora_deployments_asset(
     )
     classified = classify_changed(engine, config.change_failures, context.log.info)
     applied.metric_days |= classified.metric_days
-    yield refresh_result(
-        engine,
-        dora_deployments,
-        applied,
-        extra={
-            "sequences_classified": dg.MetadataValue.int(classified.sequences),
-            "deployments_reclassified": dg.MetadataValue.int(classified.deployments_reclassified),
-        },
-    )
+    selected = context.selected_asset_keys
+    if dg.AssetKey(dora_deployments.name) in selected:
+        yield refresh_result(
+            engine,
+            dora_deployments,
+            applied,
+            extra={
+                "sequences_classified": dg.MetadataValue.int(classified.sequences),
+                "deployments_reclassified": dg.MetadataValue.int(
+                    classified.deployments_reclassified
+                ),
+            },
+        )
+    if dg.AssetKey(dora_incident_deployments.name) not in selected:
+        return
     with reading(engine) as connection:
         attributions = connection.execute(
             sa.select(sa.func.count()).select_from(dora_incident_deployments)
