@@ -818,7 +818,7 @@ def normalized_digest(engine: sa.Engine, compared: dict[str, set[str]]) -> dict[
 # --- baseline: the normalized tables as the previous release rebuilt them ---------------------
 # Copied from e007fa3 (the last commit before the incremental refresh):
 # dora_assets/normalized/{deployments,incidents,catalog}.py and `utc_date` of
-# dora_assets/sql.py. Every run deleted both tables and inserted every row again from the
+# connectors/warehouse/sql.py. Every run deleted both tables and inserted every row again from the
 # landing tables (INSERT ... SELECT for API events, PagerDuty rows normalized in Python),
 # with the service catalog mirrored into `dora_service_catalog` so the team fill-in was a
 # join. Kept here, not imported, so that `full_rebuild_s` stays the old cost as the

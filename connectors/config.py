@@ -17,6 +17,9 @@ change_failures:          # all optional; see DESIGN.md "Change failures on depl
     custom_tags: ['(?i)hotfix']
   incidents_mark_deployments: true
   attribution_window_hours: 24
+summary:                  # optional; see DESIGN.md "DORA summary and report"
+  window_days: 90
+  benchmark: dora-2023    # or dora-2021
 ```
 """
 
@@ -29,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from connectors import settings
+from connectors.report.levels import DEFAULT_BENCHMARK, benchmarks
 
 
 class ConfigError(ValueError):
@@ -65,11 +69,20 @@ class ChangeFailureSettings:
 
 
 @dataclass(frozen=True)
+class SummarySettings:
+    """`summary`: the trailing window of `dora_summary` and the benchmark it is rated on."""
+
+    window_days: int = 90
+    benchmark: str = DEFAULT_BENCHMARK
+
+
+@dataclass(frozen=True)
 class DoraConfig:
     service_teams: dict[str, str] = field(default_factory=dict)
     pagerduty_services: dict[str, ServiceMapping] = field(default_factory=dict)
     pagerduty_filters: IncidentFilters = field(default_factory=IncidentFilters)
     change_failures: ChangeFailureSettings = field(default_factory=ChangeFailureSettings)
+    summary: SummarySettings = field(default_factory=SummarySettings)
 
     def team_of(self, service: str) -> str:
         """The catalog team of a service, or '' when the catalog does not list it."""
@@ -136,6 +149,23 @@ def _change_failures(value: object, source: str) -> ChangeFailureSettings:
     )
 
 
+def _summary(value: object, source: str) -> SummarySettings:
+    where = f"{source}: summary"
+    section = _mapping(value, where)
+    unknown = set(section) - {"window_days", "benchmark"}
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}")
+    window = section.get("window_days", SummarySettings.window_days)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ConfigError(f"{where}.window_days must be a whole number of days >= 1")
+    name = str(section.get("benchmark", DEFAULT_BENCHMARK))
+    if name not in benchmarks():
+        raise ConfigError(
+            f"{where}.benchmark {name!r} is not known; use one of {', '.join(sorted(benchmarks()))}"
+        )
+    return SummarySettings(window_days=window, benchmark=name)
+
+
 def parse_config(document: object, source: str = "DORA_CONFIG") -> DoraConfig:
     root = _mapping(document, source)
     service_teams = {}
@@ -164,6 +194,7 @@ def parse_config(document: object, source: str = "DORA_CONFIG") -> DoraConfig:
             services=_names(filters.get("services"), f"{source}: pagerduty.filters.services"),
         ),
         change_failures=_change_failures(root.get("change_failures"), source),
+        summary=_summary(root.get("summary"), source),
     )
 
 

@@ -25,6 +25,7 @@ from dora_assets.metrics.time_to_restore import (
 )
 from dora_assets.normalized.deployments import dora_deployments_asset, dora_deployments_checks
 from dora_assets.normalized.incidents import dora_incidents_asset, dora_incidents_checks
+from dora_assets.report.summary import dora_summary_asset
 from dora_assets.resources import PagerDutyResource, WarehouseResource
 
 defs = dg.Definitions(
@@ -39,6 +40,7 @@ defs = dg.Definitions(
             dora_time_to_restore_daily_asset,
             dora_change_failures_daily_asset,
             dora_failed_deployment_recovery_daily_asset,
+            dora_summary_asset,
         ],
     ),
     asset_checks=[

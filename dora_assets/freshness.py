@@ -39,6 +39,8 @@ METRIC_KEYS = (
     dg.AssetKey("dora_failed_deployment_recovery_daily"),
 )
 
+REPORT_KEYS = (dg.AssetKey("dora_summary"),)
+
 FREQUENT_UPDATE_FAIL = dt.timedelta(hours=1)
 FREQUENT_UPDATE_WARN = dt.timedelta(minutes=30)
 METRICS_DEADLINE_HOUR_UTC = 2
@@ -60,6 +62,7 @@ POLICY_BY_GROUP: dict[str, dg.FreshnessPolicy] = {
     "ingest": FREQUENTLY_UPDATED,
     "normalized": FREQUENTLY_UPDATED,
     "metrics": BUILT_DAILY_BY_DEADLINE,
+    "report": BUILT_DAILY_BY_DEADLINE,
 }
 
 

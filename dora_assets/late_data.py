@@ -16,6 +16,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from connectors.warehouse.items import recoveries
 from connectors.warehouse.schema import (
     dora_change_failure_rate_daily,
     dora_change_failures_daily,
@@ -24,7 +25,6 @@ from connectors.warehouse.schema import (
 )
 from dora_assets.metrics.change_failure_rate import change_failure_rate_rows
 from dora_assets.metrics.change_failures import change_failures_rows
-from dora_assets.metrics.failed_deployment_recovery import recoveries
 from dora_assets.metrics.time_to_restore import sums_per_key
 
 # Per-incident durations are rounded to the millisecond; sums of them may differ in

@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from dora_assets.freshness import INGEST_KEYS, METRIC_KEYS, NORMALIZED_KEYS
+from dora_assets.freshness import INGEST_KEYS, METRIC_KEYS, NORMALIZED_KEYS, REPORT_KEYS
 from dora_assets.partitions import daily_partitions
 from dora_assets.resources import PAGERDUTY_TOKEN_VARIABLE
 
@@ -29,8 +29,11 @@ sources_job = dg.define_asset_job(
 )
 daily_job = dg.define_asset_job(
     "daily_metrics",
-    selection=dg.AssetSelection.assets(*INGEST_KEYS, *NORMALIZED_KEYS, *METRIC_KEYS),
-    description="Refresh the sources, then rebuild the metric partitions of the trailing days.",
+    selection=dg.AssetSelection.assets(*INGEST_KEYS, *NORMALIZED_KEYS, *METRIC_KEYS, *REPORT_KEYS),
+    description=(
+        "Refresh the sources, rebuild the metric partitions of the trailing days, then the"
+        " DORA summary and report."
+    ),
 )
 
 
@@ -88,7 +91,7 @@ def daily_metrics_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReque
         return dg.SkipReason(f"partitions start on {first_day}; nothing to build yet")
     start = max(yesterday - dt.timedelta(days=TRAILING_RERUN_DAYS), first_day)
     return dg.RunRequest(
-        asset_selection=[*source_keys(), *NORMALIZED_KEYS, *METRIC_KEYS],
+        asset_selection=[*source_keys(), *NORMALIZED_KEYS, *METRIC_KEYS, *REPORT_KEYS],
         tags={
             PARTITION_RANGE_START_TAG: start.isoformat(),
             PARTITION_RANGE_END_TAG: yesterday.isoformat(),

@@ -35,6 +35,7 @@ GROUPS = {
     "dora_time_to_restore_daily": "metrics",
     "dora_change_failures_daily": "metrics",
     "dora_failed_deployment_recovery_daily": "metrics",
+    "dora_summary": "report",
 }
 PARTITIONED = {
     "pagerduty_incidents",

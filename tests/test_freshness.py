@@ -71,12 +71,13 @@ def test_every_asset_has_the_freshness_policy_of_its_group() -> None:
         *freshness.INGEST_KEYS,
         *freshness.NORMALIZED_KEYS,
         *freshness.METRIC_KEYS,
+        *freshness.REPORT_KEYS,
     }
     for key in [*freshness.INGEST_KEYS, *freshness.NORMALIZED_KEYS]:
         assert policies[key] == dg.FreshnessPolicy.time_window(
             fail_window=dt.timedelta(hours=1), warn_window=dt.timedelta(minutes=30)
         )
-    for key in freshness.METRIC_KEYS:
+    for key in [*freshness.METRIC_KEYS, *freshness.REPORT_KEYS]:
         assert policies[key] == dg.FreshnessPolicy.cron(
             deadline_cron="0 2 * * *", lower_bound_delta=dt.timedelta(hours=2), timezone="UTC"
         )

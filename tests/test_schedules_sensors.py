@@ -21,7 +21,7 @@ from connectors.pagerduty.compat_server import IncidentStore, ServerOptions, bui
 from connectors.serving import serve_in_thread
 from connectors.warehouse.schema import dora_change_failure_rate_daily, dora_time_to_restore_daily
 from dora_assets.definitions import defs
-from dora_assets.freshness import INGEST_KEYS, METRIC_KEYS, NORMALIZED_KEYS
+from dora_assets.freshness import INGEST_KEYS, METRIC_KEYS, NORMALIZED_KEYS, REPORT_KEYS
 from dora_assets.resources import PagerDutyResource, WarehouseResource
 from dora_assets.schedules import daily_metrics_schedule, refresh_sources_schedule
 
@@ -114,7 +114,7 @@ def test_daily_run_is_yesterday_plus_the_seven_days_before_in_one_range(
         monkeypatch.delenv("PAGERDUTY_API_TOKEN", raising=False)
     context = dg.build_schedule_context(scheduled_execution_time=at("2025-03-10", "01:00:00"))
     request = daily_metrics_schedule(context)
-    assert request.asset_selection == [*sources, *NORMALIZED_KEYS, *METRIC_KEYS]
+    assert request.asset_selection == [*sources, *NORMALIZED_KEYS, *METRIC_KEYS, *REPORT_KEYS]
     assert request.tags == {RANGE_START: "2025-03-02", RANGE_END: "2025-03-09"}
     assert request.partition_key is None
     assert daily_metrics_schedule.cron_schedule == "0 1 * * *"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from connectors.cli import api, db, demo, send
+from connectors.cli import api, db, demo, report, send
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,7 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dora", description="DORA metrics connectors: event API, event senders, demo."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (api, send, db, demo):
+    for module in (api, send, db, demo, report):
         module.register(commands)
     return parser
 

@@ -350,3 +350,75 @@ dora_failed_deployment_recovery_daily = sa.Table(
     sa.Column("p90_seconds", sa.Float, nullable=False),
     sa.Column("max_seconds", sa.Float, nullable=False),
 )
+
+# --- report ---------------------------------------------------------------------------
+
+
+def _level(name: str, of: str) -> sa.Column:
+    return sa.Column(
+        name,
+        sa.String(16),
+        nullable=True,
+        doc=f"elite|high|medium|low for {of} under `benchmark`; NULL without data.",
+    )
+
+
+dora_summary = sa.Table(
+    "dora_summary",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True, doc="org, team or service."),
+    sa.Column("name", sa.String(255), primary_key=True, doc="The team or service; '' for the org."),
+    sa.Column("window_start", sa.Date, nullable=False, doc="First UTC day of the window."),
+    sa.Column("window_end", sa.Date, nullable=False, doc="Last UTC day of the window."),
+    sa.Column("benchmark", sa.String(32), nullable=False, doc="dora-2023 or dora-2021."),
+    sa.Column("deployments", sa.Integer, nullable=False, doc="Deployments finished in the window."),
+    sa.Column("deployments_per_week", sa.Float, nullable=False, doc="deployments / (days / 7)."),
+    sa.Column(
+        "deployment_days_per_week",
+        sa.Float,
+        nullable=False,
+        doc="Distinct UTC days with a deployment / (days / 7); rates deployment frequency.",
+    ),
+    sa.Column(
+        "median_lead_time_seconds",
+        sa.Float,
+        nullable=True,
+        doc="Median over the commits shipped by deployments finished in the window.",
+    ),
+    sa.Column(
+        "change_failure_rate",
+        sa.Float,
+        nullable=True,
+        doc="sum(change_failures) / sum(deployments) of dora_change_failures_daily.",
+    ),
+    sa.Column(
+        "incident_change_failure_rate",
+        sa.Float,
+        nullable=True,
+        doc="sum(failures) / sum(deployments) of dora_change_failure_rate_daily.",
+    ),
+    sa.Column(
+        "rework_rate",
+        sa.Float,
+        nullable=True,
+        doc="Deployments that were a rollback or a rollforward / deployments.",
+    ),
+    sa.Column(
+        "median_recovery_seconds",
+        sa.Float,
+        nullable=True,
+        doc="Median over failed deployments recovered in the window.",
+    ),
+    sa.Column(
+        "median_time_to_restore_seconds",
+        sa.Float,
+        nullable=True,
+        doc="Median over incidents resolved in the window (each incident once per scope).",
+    ),
+    _level("deployment_frequency_level", "deployment_days_per_week"),
+    _level("lead_time_level", "median_lead_time_seconds"),
+    _level("change_failure_rate_level", "change_failure_rate"),
+    _level("recovery_level", "median_recovery_seconds"),
+    _level("time_to_restore_level", "median_time_to_restore_seconds"),
+    _level("rework_rate_level", "rework_rate (no published levels: always NULL)"),
+)

@@ -23,7 +23,7 @@ from connectors.warehouse.schema import (
     dora_deployments,
     dora_incidents,
 )
-from dora_assets.sql import seconds_between
+from connectors.warehouse.sql import seconds_between
 
 TEAM_WIDE = "(team-wide)"
 KEY = ["team", "service"]

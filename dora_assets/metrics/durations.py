@@ -6,7 +6,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from dora_assets.sql import percentile_cont, ranked
+from connectors.warehouse.sql import percentile_cont, ranked
 
 KEY = ["day", "service", "team", "env"]
 

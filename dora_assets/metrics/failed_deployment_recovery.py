@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 import sqlalchemy as sa
 
+from connectors.warehouse.items import recoveries, recovery_seconds
 from connectors.warehouse.schema import dora_deployments, dora_failed_deployment_recovery_daily
 from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata
 from dora_assets.metrics.durations import duration_rows, org_median_per_day
@@ -12,23 +13,9 @@ from dora_assets.metrics.rebuild import rebuild_days
 from dora_assets.metrics.reconcile import reconciliation_check
 from dora_assets.partitions import daily_partitions
 from dora_assets.resources import WarehouseResource
-from dora_assets.sql import seconds_between
 
 table = dora_failed_deployment_recovery_daily
 d = dora_deployments.c
-recovery_seconds = seconds_between(d.recovered_at, d.finished_at)
-
-
-def recoveries(first_day: dt.date, end_day: dt.date) -> sa.Select:
-    """One row per failed deployment recovered in `[first_day, end_day)`."""
-    return sa.select(
-        d.deployment_id.label("item"),
-        d.recovered_day.label("day"),
-        d.service,
-        d.team,
-        d.env,
-        recovery_seconds.label("seconds"),
-    ).where(d.recovered_day >= first_day, d.recovered_day < end_day)
 
 
 def recovery_rows(first_day: dt.date, end_day: dt.date) -> sa.Select:

@@ -16,12 +16,12 @@ import dagster as dg
 import sqlalchemy as sa
 
 from connectors.warehouse import reading
+from connectors.warehouse.sql import insert_from_select
 from dora_assets import changed_days
 from dora_assets.metadata import table_metadata
 from dora_assets.partition_metadata import DailyFigures, attach_partition_metadata
 from dora_assets.partitions import day_range
 from dora_assets.resources import WarehouseResource
-from dora_assets.sql import insert_from_select
 
 DayRows = Callable[[dt.date, dt.date], sa.Select]
 DayFigures = Callable[[sa.Connection, dt.date, dt.date], DailyFigures]

@@ -5,26 +5,16 @@ import datetime as dt
 import dagster as dg
 import sqlalchemy as sa
 
-from connectors.warehouse.schema import dora_incidents, dora_time_to_restore_daily
+from connectors.warehouse.items import incident, resolved_in, restore_seconds, restores
+from connectors.warehouse.schema import dora_time_to_restore_daily
 from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata
 from dora_assets.metrics.durations import duration_rows, org_median_per_day
 from dora_assets.metrics.rebuild import rebuild_days
 from dora_assets.metrics.reconcile import reconciliation_check
 from dora_assets.partitions import daily_partitions
 from dora_assets.resources import WarehouseResource
-from dora_assets.sql import seconds_between
 
 table = dora_time_to_restore_daily
-incident = dora_incidents.c
-restore_seconds = seconds_between(incident.finished_at, incident.started_at)
-
-
-def _resolved_in(first_day: dt.date, end_day: dt.date) -> sa.ColumnElement[bool]:
-    return sa.and_(
-        incident.status == "resolved",
-        incident.finished_day >= first_day,
-        incident.finished_day < end_day,
-    )
 
 
 def sums_per_key(first_day: dt.date, end_day: dt.date) -> sa.Select:
@@ -40,26 +30,14 @@ def sums_per_key(first_day: dt.date, end_day: dt.date) -> sa.Select:
             sa.func.avg(restore_seconds).label("mean_seconds"),
             sa.func.max(restore_seconds).label("max_seconds"),
         )
-        .where(_resolved_in(first_day, end_day))
+        .where(resolved_in(first_day, end_day))
         .group_by(incident.finished_day, incident.service, incident.team, incident.env)
     )
 
 
-def durations(first_day: dt.date, end_day: dt.date) -> sa.Select:
-    """One row per resolved incident and service: its key and seconds to restore."""
-    return sa.select(
-        incident.incident_id.label("item"),
-        incident.finished_day.label("day"),
-        incident.service,
-        incident.team,
-        incident.env,
-        restore_seconds.label("seconds"),
-    ).where(_resolved_in(first_day, end_day))
-
-
 def time_to_restore_rows(first_day: dt.date, end_day: dt.date) -> sa.Select:
     """The metric rows of `[first_day, end_day)`, computed entirely in the database."""
-    return duration_rows(durations(first_day, end_day))
+    return duration_rows(restores(first_day, end_day))
 
 
 def org_figures_per_day(
@@ -70,7 +48,7 @@ def org_figures_per_day(
     return org_median_per_day(
         connection,
         table,
-        durations(first_day, end_day),
+        restores(first_day, end_day),
         first_day,
         end_day,
         count_name="resolved_incidents",
