@@ -28,3 +28,51 @@ def test_default_sqlite_folder_is_created(tmp_path, monkeypatch) -> None:
     engine = open_warehouse()
     assert (tmp_path / ".dora" / "warehouse.db").exists()
     engine.dispose()
+
+
+def test_revision_0004_adds_the_summary_to_a_warehouse_built_by_0003_with_data(
+    warehouse_url: str,
+) -> None:
+    import datetime as dt
+
+    from alembic import command
+
+    from connectors.warehouse import create_engine, upgrade
+    from connectors.warehouse.migrate import alembic_config
+
+    engine = create_engine(warehouse_url)
+    command.upgrade(alembic_config(engine), "0003")
+    old = sa.MetaData()
+    old.reflect(engine)
+    assert "dora_summary" not in old.tables
+    moment = dt.datetime(2025, 3, 1, 10)
+    row = {
+        "deployment_id": "d1",
+        "service": "checkout",
+        "team": "payments",
+        "env": "prod",
+        "started_at": moment,
+        "finished_at": moment,
+        "finished_day": moment.date(),
+        "source": "api",
+        "custom_tags": "[]",
+        "change_failure": True,
+        "change_failure_reason": "manual",
+        "is_rollback": False,
+        "is_rollforward": False,
+        "ingested_at": moment,
+    }
+    with engine.begin() as connection:
+        connection.execute(sa.insert(old.tables["dora_deployments"]), [row])
+
+    upgrade(engine)
+
+    assert is_current(engine)
+    columns = {column["name"] for column in sa.inspect(engine).get_columns("dora_summary")}
+    assert columns == set(metadata.tables["dora_summary"].columns.keys())
+    with engine.connect() as connection:
+        kept = connection.execute(
+            sa.select(metadata.tables["dora_deployments"].c.change_failure_reason)
+        ).all()
+    assert kept == [("manual",)]
+    engine.dispose()
