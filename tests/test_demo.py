@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from connectors.warehouse.schema import (
     dora_failed_deployment_recovery_daily,
     dora_incident_deployments,
     dora_incidents,
+    dora_summary,
     dora_time_to_restore_daily,
 )
 from dora_assets.demo.history import generate
@@ -60,6 +62,7 @@ def snapshot(engine: sa.Engine) -> dict[str, list[tuple]]:
         dora_time_to_restore_daily,
         dora_change_failures_daily,
         dora_failed_deployment_recovery_daily,
+        dora_summary,
     )
     ignored = {"ingested_at"}  # when a row was (re)built, not what it says
     with engine.connect() as connection:
@@ -98,7 +101,10 @@ def test_demo_lands_the_history_builds_the_metrics_and_is_idempotent(tmp_path: P
     assert "dora demo: 5 days of synthetic history into sqlite:///.dora/warehouse.db" in output
     assert "dora_change_failure_rate_daily: 5 partitions" in output
     assert "dora_time_to_restore_daily: 5 partitions" in output
-    assert "incident CFR  deployment CFR  rework rate  median TTR  median recovery" in output
+    header = r"deployment CFR +incident CFR +rework rate +median recovery +median TTR"
+    assert re.search(header, output)
+    assert re.search(r"^org +all +\d+ ", output, re.MULTILINE)
+    assert "Report: " in output and "Telemetry" not in output
     assert "dora_change_failures_daily: 5 partitions" in output
     assert "make dev" in output
     assert "checks not passing" not in output
@@ -117,6 +123,7 @@ def test_demo_lands_the_history_builds_the_metrics_and_is_idempotent(tmp_path: P
     assert stored == expected_counts(first_day, today)
     assert (tmp_path / ".dora" / "dagster_home").is_dir()
     assert "pagerduty:" in (tmp_path / ".dora" / "demo" / "dora.yaml").read_text()
+    assert "Team payments" in (tmp_path / ".dora" / "report.html").read_text()
 
     first = snapshot(engine)
     assert first["dora_time_to_restore_daily"], "some incident resolved within the history"
@@ -132,7 +139,7 @@ def test_demo_lands_the_history_builds_the_metrics_and_is_idempotent(tmp_path: P
     second_output = run_demo(tmp_path)
     assert snapshot(engine) == first
     assert (
-        second_output.split("Last ")[1].split("Done in")[0]
-        == output.split("Last ")[1].split("Done in")[0]
+        second_output.split("DORA levels over ")[1].split("Done in")[0]
+        == output.split("DORA levels over ")[1].split("Done in")[0]
     )
     engine.dispose()

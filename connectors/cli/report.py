@@ -7,13 +7,11 @@ from pathlib import Path
 
 from connectors import settings
 from connectors.config import ConfigError, load_config
-from connectors.report.html import write_report
+from connectors.report.html import DEFAULT_REPORT_FILE, write_report
 from connectors.report.levels import benchmark, benchmarks
 from connectors.report.summary import Window, build_report
 from connectors.report.text import levels_table
 from connectors.warehouse import open_warehouse, reading
-
-DEFAULT_REPORT = Path(".dora") / "report.html"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -24,8 +22,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=DEFAULT_REPORT,
-        help=f"where to write (default {DEFAULT_REPORT})",
+        default=DEFAULT_REPORT_FILE,
+        help=f"where to write (default {DEFAULT_REPORT_FILE})",
     )
     parser.add_argument(
         "--window-days",

@@ -22,6 +22,7 @@ import pandas as pd
 from connectors.report.summary import Report
 
 NO_DATA = "no data"
+DEFAULT_REPORT_FILE = Path(".dora") / "report.html"
 CHART_WIDTH, CHART_HEIGHT, PAD = 168, 64, 6
 
 
@@ -45,26 +46,44 @@ def _per_week(value: float) -> str:
 class Metric:
     column: str
     title: str
+    short: str  # for terminals
     show: Callable[[float], str]
     level: str | None = None
 
 
 SUMMARY_METRICS = (
-    Metric("deployment_days_per_week", "Deployment days", _per_week, "deployment_frequency_level"),
-    Metric("median_lead_time_seconds", "Median lead time", _duration, "lead_time_level"),
-    Metric("change_failure_rate", "Change failure rate", _rate, "change_failure_rate_level"),
-    Metric("incident_change_failure_rate", "Incidents per deployment", _rate),
-    Metric("rework_rate", "Rework rate", _rate),
-    Metric("median_recovery_seconds", "Median recovery", _duration, "recovery_level"),
+    Metric(
+        "deployment_days_per_week",
+        "Deployment days",
+        "deploy days",
+        _per_week,
+        "deployment_frequency_level",
+    ),
+    Metric(
+        "median_lead_time_seconds", "Median lead time", "lead time", _duration, "lead_time_level"
+    ),
+    Metric(
+        "change_failure_rate",
+        "Change failure rate",
+        "deployment CFR",
+        _rate,
+        "change_failure_rate_level",
+    ),
+    Metric("incident_change_failure_rate", "Incidents per deployment", "incident CFR", _rate),
+    Metric("rework_rate", "Rework rate", "rework rate", _rate),
+    Metric(
+        "median_recovery_seconds", "Median recovery", "median recovery", _duration, "recovery_level"
+    ),
     Metric(
         "median_time_to_restore_seconds",
         "Median time to restore",
+        "median TTR",
         _duration,
         "time_to_restore_level",
     ),
 )
 TREND_METRICS = (
-    Metric("deployments_per_week", "Deployments", lambda value: f"{value:.0f}"),
+    Metric("deployments_per_week", "Deployments", "deployments", lambda value: f"{value:.0f}"),
     *(metric for metric in SUMMARY_METRICS if metric.column != "deployment_days_per_week"),
 )
 DEFINITIONS = (

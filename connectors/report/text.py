@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
-from connectors.report.html import NO_DATA, SUMMARY_METRICS
+from connectors.report.html import NO_DATA, SUMMARY_METRICS, Metric
 
-HEADER = ("scope", "name", "deployments", *(metric.title for metric in SUMMARY_METRICS))
+HEADER = ("scope", "name", "deployments", *(metric.short for metric in SUMMARY_METRICS))
 
 
-def _figure(row: dict, column: str, show, level: str | None) -> str:
-    value = row[column]
+def _figure(row: dict[str, Any], metric: Metric) -> str:
+    """The value with its level, `12.5% medium`; `no data` when there is none."""
+    value = row[metric.column]
     if value is None or pd.isna(value):
         return NO_DATA
-    shown = show(float(value))
-    return f"{shown} {row[level]}" if level and row[level] else shown
+    shown = metric.show(float(value))
+    level = row[metric.level] if metric.level else None
+    return f"{shown} {level}" if level else shown
 
 
 def levels_table(summary: pd.DataFrame) -> str:
@@ -23,7 +27,7 @@ def levels_table(summary: pd.DataFrame) -> str:
             row["scope"],
             row["name"] or "all",
             str(row["deployments"]),
-            *(_figure(row, m.column, m.show, m.level) for m in SUMMARY_METRICS),
+            *(_figure(row, metric) for metric in SUMMARY_METRICS),
         )
         for row in summary.to_dict("records")
     ]

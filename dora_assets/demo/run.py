@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 import sqlalchemy as sa
 import yaml
 
@@ -30,17 +31,21 @@ from connectors import settings
 from connectors.api.app import ApiSettings, create_app
 from connectors.client import DEPLOYMENTS_PATH, EventClient, event_body
 from connectors.pagerduty.compat_server import IncidentStore, ServerOptions, build_app
+from connectors.report.html import DEFAULT_REPORT_FILE
+from connectors.report.text import levels_table
 from connectors.serving import serve_in_thread
-from connectors.warehouse import open_warehouse
+from connectors.warehouse import open_warehouse, reading
+from connectors.warehouse.schema import dora_summary
 from dora_assets.demo.history import TEAM_IDS, History, generate
 from dora_assets.demo.history import demo_config as build_demo_config
-from dora_assets.demo.summary import render_table, window_figures
 from dora_assets.schedules import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, daily_job
 
 DEMO_FOLDER = Path(".dora")
 DEFAULT_DAGSTER_HOME = DEMO_FOLDER / "dagster_home"
 DEMO_CONFIG_FILE = DEMO_FOLDER / "demo" / "dora.yaml"
-SUMMARY_DAYS = 30
+# The demo's Dagster instance: its defaults, without the telemetry notice in the output.
+INSTANCE_SETTINGS = "telemetry:\n  enabled: false\n"
+SCOPE_ORDER = {"org": 0, "team": 1, "service": 2}
 PAGERDUTY_ACCOUNT_SINCE = dt.date(2025, 1, 1)
 SENDERS = 8
 
@@ -111,11 +116,12 @@ def _pagerduty_account(first_day: dt.date, end_day: dt.date) -> IncidentStore:
     return store
 
 
-def _write_demo_config() -> Path:
+def _write_demo_config(days: int) -> Path:
     DEMO_CONFIG_FILE.parent.mkdir(parents=True, exist_ok=True)
+    document = {**build_demo_config(), "summary": {"window_days": days}}
     DEMO_CONFIG_FILE.write_text(
-        "# Written by `dora demo`: the demo's service catalog and PagerDuty mapping.\n"
-        + yaml.safe_dump(build_demo_config(), sort_keys=False)
+        "# Written by `dora demo`: the demo's service catalog, PagerDuty mapping and summary.\n"
+        + yaml.safe_dump(document, sort_keys=False)
     )
     return DEMO_CONFIG_FILE.resolve()
 
@@ -159,6 +165,10 @@ def _materialize_everything(first_day: dt.date, last_day: dt.date) -> bool:
         return result.success
 
 
+def _scope_order(column: pd.Series) -> pd.Series:
+    return column.map(SCOPE_ORDER) if column.name == "scope" else column
+
+
 def run_demo(days: int = 90) -> int:
     started = time.monotonic()
     today = dt.datetime.now(dt.UTC).date()
@@ -173,8 +183,10 @@ def run_demo(days: int = 90) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(DEFAULT_DAGSTER_HOME.resolve()))
     dagster_home = Path(os.environ["DAGSTER_HOME"])
     dagster_home.mkdir(parents=True, exist_ok=True)
-    # An empty instance configuration means Dagster's defaults (SQLite under DAGSTER_HOME).
-    (dagster_home / "dagster.yaml").touch()
+    instance_settings = dagster_home / "dagster.yaml"
+    # Dagster's defaults (SQLite under DAGSTER_HOME), telemetry off; a user's own file stays.
+    if not instance_settings.exists() or not instance_settings.read_text().strip():
+        instance_settings.write_text(INSTANCE_SETTINGS)
     warehouse_url = settings.warehouse_url()
     engine = open_warehouse(warehouse_url)
     shown_url = engine.url.render_as_string(hide_password=True)
@@ -187,7 +199,7 @@ def run_demo(days: int = 90) -> int:
         f" {len(history.failures)} failures for the event API"
     )
     _land_api_events(history, engine)
-    config_path = _write_demo_config()
+    config_path = _write_demo_config(days)
     _progress(f"service catalog and PagerDuty mapping: {config_path}")
 
     token = secrets.token_urlsafe(24)
@@ -213,14 +225,20 @@ def run_demo(days: int = 90) -> int:
     if not succeeded:
         return 1
 
-    summary_start = max(first_day, end_day - dt.timedelta(days=SUMMARY_DAYS))
-    rows, total = window_figures(engine, summary_start, end_day)
+    with reading(engine) as connection:
+        summary = pd.read_sql(sa.select(dora_summary), connection)
     engine.dispose()
+    summary = summary.sort_values(["scope", "name"], key=_scope_order).astype(object)
+    summary = summary.where(summary.notna(), None)
     print()
-    last_day = end_day - dt.timedelta(days=1)
-    print(f"Last {(end_day - summary_start).days} days ({summary_start} .. {last_day}):")
-    print(render_table(rows, total))
+    window = summary.iloc[0]
+    print(
+        f"DORA levels over {days} days ({window['window_start']} .. {window['window_end']},"
+        f" benchmark {window['benchmark']}):"
+    )
+    print(levels_table(summary))
     print()
+    print(f"Report: {DEFAULT_REPORT_FILE.resolve()} (open it in a browser)")
     print(f"Done in {time.monotonic() - started:.0f} s. Explore the assets, partitions, checks and")
     print("schedules in the Dagster UI: run `make dev` and open http://127.0.0.1:3000")
     return 0

@@ -1,13 +1,11 @@
 """`dora_summary`: where each scope stands over the trailing window, and the HTML report."""
 
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
 from connectors.config import load_config
-from connectors.report.html import write_report
+from connectors.report.html import DEFAULT_REPORT_FILE, write_report
 from connectors.report.levels import benchmark
 from connectors.report.summary import LEVEL_COLUMNS, Window, build_report
 from connectors.warehouse import reading
@@ -22,7 +20,6 @@ from dora_assets.metadata import (
 )
 from dora_assets.resources import WarehouseResource
 
-REPORT_FILE = Path(".dora") / "report.html"
 # Org-wide figures each materialization records, so the asset page plots them over time.
 PLOTTED = (
     "deployments_per_week",
@@ -86,7 +83,7 @@ def dora_summary_asset(
         connection.execute(sa.delete(dora_summary))
         if rows:
             connection.execute(sa.insert(dora_summary), rows)
-    path = write_report(report, REPORT_FILE)
+    path = write_report(report, DEFAULT_REPORT_FILE)
     context.log.info(f"dora_summary: {len(rows)} scopes over {window.start}..{window.end}; {path}")
     return dg.MaterializeResult(
         metadata={
