@@ -23,7 +23,7 @@ from connectors.report.summary import Report
 
 NO_DATA = "no data"
 DEFAULT_REPORT_FILE = Path(".dora") / "report.html"
-CHART_WIDTH, CHART_HEIGHT, PAD = 168, 64, 6
+CHART_WIDTH, CHART_HEIGHT, PAD = 132, 56, 6
 
 
 def _duration(seconds: float) -> str:
