@@ -17,6 +17,9 @@ change_failures:          # all optional; see DESIGN.md "Change failures on depl
     custom_tags: ['(?i)hotfix']
   incidents_mark_deployments: true
   attribution_window_hours: 24
+git:                      # optional; where to clone a repository that deployments name
+  repositories:
+    https://github.com/acme/shop: {url: /srv/mirrors/shop.git}
 summary:                  # optional; see DESIGN.md "DORA summary and report"
   window_days: 90
   benchmark: dora-2023    # or dora-2021
@@ -83,6 +86,8 @@ class DoraConfig:
     pagerduty_filters: IncidentFilters = field(default_factory=IncidentFilters)
     change_failures: ChangeFailureSettings = field(default_factory=ChangeFailureSettings)
     summary: SummarySettings = field(default_factory=SummarySettings)
+    # `git.repositories`: repository URL (as deployments name it) -> URL or path to clone.
+    git_clone_urls: dict[str, str] = field(default_factory=dict)
 
     def team_of(self, service: str) -> str:
         """The catalog team of a service, or '' when the catalog does not list it."""
@@ -166,6 +171,23 @@ def _summary(value: object, source: str) -> SummarySettings:
     return SummarySettings(window_days=window, benchmark=name)
 
 
+def _git_clone_urls(value: object, source: str) -> dict[str, str]:
+    where = f"{source}: git"
+    section = _mapping(value, where)
+    unknown = set(section) - {"repositories"}
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}")
+    clone_urls = {}
+    for url, entry in _mapping(section.get("repositories"), f"{where}.repositories").items():
+        entry = _mapping(entry, f"{where}.repositories.{url}")
+        if set(entry) != {"url"} or not isinstance(entry["url"], str) or not entry["url"]:
+            raise ConfigError(
+                f"{where}.repositories.{url} must be {{url: <clone URL or local path>}}"
+            )
+        clone_urls[str(url)] = entry["url"]
+    return clone_urls
+
+
 def parse_config(document: object, source: str = "DORA_CONFIG") -> DoraConfig:
     root = _mapping(document, source)
     service_teams = {}
@@ -195,6 +217,7 @@ def parse_config(document: object, source: str = "DORA_CONFIG") -> DoraConfig:
         ),
         change_failures=_change_failures(root.get("change_failures"), source),
         summary=_summary(root.get("summary"), source),
+        git_clone_urls=_git_clone_urls(root.get("git"), source),
     )
 
 

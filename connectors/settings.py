@@ -10,6 +10,7 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 DEFAULT_PAGERDUTY_API_URL = "https://api.pagerduty.com"
 DEFAULT_START_DATE = "2025-01-01"
 DEFAULT_CONFIG_FILE = "dora.yaml"
+DEFAULT_GIT_CACHE = ".dora/git"
 DEFAULT_CLI_MAX_ATTEMPTS = 5
 DEFAULT_CLI_RETRY_BASE_SECONDS = 0.5
 
@@ -80,3 +81,8 @@ def config_path() -> Path | None:
         return Path(explicit)
     default = Path(DEFAULT_CONFIG_FILE)
     return default if default.exists() else None
+
+
+def git_cache() -> Path:
+    """`DORA_GIT_CACHE`: the folder of the repositories' mirrors."""
+    return Path(os.environ.get("DORA_GIT_CACHE") or DEFAULT_GIT_CACHE)

@@ -16,6 +16,7 @@ from connectors.warehouse import reading
 from connectors.warehouse.schema import (
     dora_change_failure_rate_daily,
     dora_change_failures_daily,
+    dora_change_lead_time_daily,
     dora_failed_deployment_recovery_daily,
     dora_time_to_restore_daily,
 )
@@ -23,6 +24,7 @@ from dora_assets import late_data
 from dora_assets.freshness import METRIC_KEYS
 from dora_assets.metrics.change_failure_rate import change_failure_rate_rows
 from dora_assets.metrics.change_failures import change_failures_rows
+from dora_assets.metrics.change_lead_time import change_lead_time_rows
 from dora_assets.metrics.failed_deployment_recovery import recovery_rows
 from dora_assets.metrics.rebuild import DayRows, replace_days
 from dora_assets.metrics.time_to_restore import time_to_restore_rows
@@ -49,6 +51,11 @@ AUDITED: dict[str, tuple[sa.Table, StaleQuery, DayRows]] = {
         dora_failed_deployment_recovery_daily,
         late_data.stale_recovery_days,
         recovery_rows,
+    ),
+    dora_change_lead_time_daily.name: (
+        dora_change_lead_time_daily,
+        late_data.stale_lead_time_days,
+        change_lead_time_rows,
     ),
 }
 

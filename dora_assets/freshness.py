@@ -26,17 +26,23 @@ from dagster._time import get_current_datetime
 
 from dora_assets.partitions import daily_partitions
 
-INGEST_KEYS = (dg.AssetKey("pagerduty_incidents"), dg.AssetKey("event_api_events"))
+INGEST_KEYS = (
+    dg.AssetKey("pagerduty_incidents"),
+    dg.AssetKey("event_api_events"),
+    dg.AssetKey("git_commits"),
+)
 NORMALIZED_KEYS = (
     dg.AssetKey("dora_deployments"),
     dg.AssetKey("dora_incidents"),
     dg.AssetKey("dora_incident_deployments"),
+    dg.AssetKey("dora_deployment_commits"),
 )
 METRIC_KEYS = (
     dg.AssetKey("dora_change_failure_rate_daily"),
     dg.AssetKey("dora_time_to_restore_daily"),
     dg.AssetKey("dora_change_failures_daily"),
     dg.AssetKey("dora_failed_deployment_recovery_daily"),
+    dg.AssetKey("dora_change_lead_time_daily"),
 )
 
 REPORT_KEYS = (dg.AssetKey("dora_summary"),)

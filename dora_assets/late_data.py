@@ -16,10 +16,11 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from connectors.warehouse.items import recoveries
+from connectors.warehouse.items import lead_times, recoveries
 from connectors.warehouse.schema import (
     dora_change_failure_rate_daily,
     dora_change_failures_daily,
+    dora_change_lead_time_daily,
     dora_failed_deployment_recovery_daily,
     dora_time_to_restore_daily,
 )
@@ -118,6 +119,31 @@ def stale_recovery_days(first_day: dt.date, end_day: dt.date) -> sa.CompoundSele
         end_day,
         sa.or_(
             table.c.recovered_failures != recomputed.c.recovered_failures,
+            sa.func.abs(table.c.total_seconds - recomputed.c.total_seconds) > SECONDS_TOLERANCE,
+        ),
+    )
+
+
+def stale_lead_time_days(first_day: dt.date, end_day: dt.date) -> sa.CompoundSelect:
+    table = dora_change_lead_time_daily
+    items = lead_times(first_day, end_day).subquery()
+    key = [items.c[name] for name in KEY_COLUMNS]
+    recomputed = (
+        sa.select(
+            *key,
+            sa.func.count().label("commits"),
+            sa.func.sum(items.c.seconds).label("total_seconds"),
+        )
+        .group_by(*key)
+        .subquery("recomputed")
+    )
+    return _differing_days(
+        table,
+        recomputed,
+        first_day,
+        end_day,
+        sa.or_(
+            table.c.commits != recomputed.c.commits,
             sa.func.abs(table.c.total_seconds - recomputed.c.total_seconds) > SECONDS_TOLERANCE,
         ),
     )

@@ -1,15 +1,20 @@
-"""Resources of the code location: the warehouse engine and the PagerDuty API credentials."""
+"""Resources of the code location: the warehouse engine, the PagerDuty API credentials and
+the git mirrors."""
 
 import datetime as dt
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
 from connectors import settings
+from connectors.config import load_config
+from connectors.git.command import DEFAULT_TIMEOUT_SECONDS
+from connectors.git.mirror import Mirrors
 from connectors.pagerduty.client import PagerDutyClient
 from connectors.warehouse import is_sqlite, open_warehouse
 
@@ -133,3 +138,20 @@ class PagerDutyResource(dg.ConfigurableResource):
 
     def client(self) -> PagerDutyClient:
         return PagerDutyClient(self.require_token(), self.api_url)
+
+
+class GitResource(dg.ConfigurableResource):
+    """Where the repositories' mirrors live (DORA_GIT_CACHE) and how long a git call may
+    take. Credentials are git's own (credential helpers, .netrc, GIT_CONFIG_* variables);
+    `DORA_CONFIG` `git.repositories` may map a repository to another clone URL or path."""
+
+    cache: str = Field(
+        default_factory=lambda: str(settings.git_cache()),
+        description="Folder of the mirrors; defaults to DORA_GIT_CACHE (.dora/git).",
+    )
+    timeout_seconds: float = Field(
+        default=DEFAULT_TIMEOUT_SECONDS, description="Longest a single git call may run."
+    )
+
+    def mirrors(self) -> Mirrors:
+        return Mirrors(Path(self.cache), load_config().git_clone_urls, self.timeout_seconds)

@@ -1,6 +1,6 @@
 """The duration items the metrics are medians of, one row each, filed under the UTC day
-their daily table uses: resolved incidents (time to restore) and recovered failed
-deployments (failed deployment recovery time).
+their daily table uses: resolved incidents (time to restore), recovered failed
+deployments (failed deployment recovery time) and shipped commits (change lead time).
 
 Each select has columns `item`, `day`, `service`, `team`, `env`, `seconds` and covers
 the days `[first_day, end_day)`. The daily metric assets and the summary read the same
@@ -11,7 +11,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from connectors.warehouse.schema import dora_deployments, dora_incidents
+from connectors.warehouse.schema import dora_deployment_commits, dora_deployments, dora_incidents
 from connectors.warehouse.sql import seconds_between
 
 incident = dora_incidents.c
@@ -50,3 +50,27 @@ def recoveries(first_day: dt.date, end_day: dt.date) -> sa.Select:
         deployment.env,
         recovery_seconds.label("seconds"),
     ).where(deployment.recovered_day >= first_day, deployment.recovered_day < end_day)
+
+
+def lead_times(first_day: dt.date, end_day: dt.date) -> sa.Select:
+    """One row per commit a deployment finished in `[first_day, end_day)` shipped (`item`
+    is the pair, so a commit two services shipped counts for each), with its
+    `deployment_id`."""
+    commit = dora_deployment_commits.c
+    return (
+        sa.select(
+            (commit.deployment_id + ":" + commit.commit_sha).label("item"),
+            deployment.finished_day.label("day"),
+            deployment.service,
+            deployment.team,
+            deployment.env,
+            commit.lead_time_seconds.label("seconds"),
+            commit.deployment_id,
+        )
+        .select_from(
+            dora_deployment_commits.join(
+                dora_deployments, deployment.deployment_id == commit.deployment_id
+            )
+        )
+        .where(deployment.finished_day >= first_day, deployment.finished_day < end_day)
+    )

@@ -150,6 +150,30 @@ ingest_state = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 
+
+# --- git ---------------------------------------------------------------------------------
+
+git_repositories = sa.Table(
+    "git_repositories",
+    metadata,
+    sa.Column("repository_url", sa.String(2048), primary_key=True),
+    sa.Column("synced_at", sa.DateTime, nullable=True, doc="Last successful clone or fetch."),
+    sa.Column("error", sa.Text, nullable=True, doc="Why the last attempt failed (no secrets)."),
+    sa.Column("attempted_at", sa.DateTime, nullable=False),
+    sa.Column("shallow", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+git_commits = sa.Table(
+    "git_commits",
+    metadata,
+    sa.Column("repository_url", sa.String(2048), primary_key=True),
+    sa.Column("commit_sha", sa.String(64), primary_key=True),
+    sa.Column("parents", sa.Text, nullable=False, doc="Parent SHAs, space-separated."),
+    sa.Column("authored_at", sa.DateTime, nullable=False, doc="Author date (UTC)."),
+    sa.Column("committed_at", sa.DateTime, nullable=False, doc="Committer date (UTC)."),
+    sa.Column("fetched_at", sa.DateTime, nullable=False),
+)
+
 # --- normalized: the downstream contract ----------------------------------------------
 
 dora_deployments = sa.Table(
@@ -200,6 +224,7 @@ dora_deployments = sa.Table(
     sa.Index("ix_dora_deployments_finished_day", "finished_day", "service", "team", "env"),
     sa.Index("ix_dora_deployments_recovered_day", "recovered_day", "service", "team", "env"),
     sa.Index("ix_dora_deployments_sequence", "service", "env"),
+    sa.Index("ix_dora_deployments_ingested_at", "ingested_at"),
 )
 
 dora_incidents = sa.Table(
@@ -255,6 +280,38 @@ dora_incident_deployments = sa.Table(
 
 # (service, env) sequences whose deployments or incidents changed since they were last
 # classified (see dora_assets.change_failures).
+dora_deployment_commits = sa.Table(
+    "dora_deployment_commits",
+    metadata,
+    sa.Column("deployment_id", sa.String(255), primary_key=True),
+    sa.Column("commit_sha", sa.String(64), primary_key=True),
+    sa.Column("repository_url", sa.String(2048), nullable=False),
+    sa.Column("authored_at", sa.DateTime, nullable=False, doc="Author date: survives rebases."),
+    sa.Column(
+        "lead_time_seconds",
+        sa.Float,
+        nullable=False,
+        doc="The deployment's finished_at - authored_at.",
+    ),
+)
+
+# What each deployment's commit range resolved to, and why none when none (see
+# dora_assets.lead_time): the warning checks and the retries read it.
+deployment_commit_ranges = sa.Table(
+    "deployment_commit_ranges",
+    metadata,
+    sa.Column("deployment_id", sa.String(255), primary_key=True),
+    sa.Column("service", sa.String(255), nullable=False),
+    sa.Column("env", sa.String(255), nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=False),
+    sa.Column("repository_url", sa.String(2048), nullable=True),
+    sa.Column("previous_deployment_id", sa.String(255), nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=False, index=True),
+    sa.Column("commits", sa.Integer, nullable=False),
+    sa.Column("finished_day", sa.Date, nullable=False),
+    sa.Column("evaluated_at", sa.DateTime, nullable=False),
+)
+
 changed_sequences = sa.Table(
     "changed_sequences",
     metadata,
@@ -349,6 +406,29 @@ dora_failed_deployment_recovery_daily = sa.Table(
     sa.Column("median_seconds", sa.Float, nullable=False),
     sa.Column("p90_seconds", sa.Float, nullable=False),
     sa.Column("max_seconds", sa.Float, nullable=False),
+)
+
+dora_change_lead_time_daily = sa.Table(
+    "dora_change_lead_time_daily",
+    metadata,
+    *_metric_keys(),
+    sa.Column(
+        "deployments_with_commits",
+        sa.Integer,
+        nullable=False,
+        doc="Deployments finished that UTC day that shipped at least one commit.",
+    ),
+    sa.Column("commits", sa.Integer, nullable=False, doc="Commits they shipped."),
+    sa.Column("total_seconds", sa.Float, nullable=False, doc="Sum of the commits' lead times."),
+    sa.Column("mean_seconds", sa.Float, nullable=False),
+    sa.Column("median_seconds", sa.Float, nullable=False, doc="Over commits."),
+    sa.Column("p90_seconds", sa.Float, nullable=False, doc="Over commits."),
+    sa.Column(
+        "median_deployment_seconds",
+        sa.Float,
+        nullable=False,
+        doc="Median over deployments of each one's mean commit lead time (as Datadog).",
+    ),
 )
 
 # --- report ---------------------------------------------------------------------------

@@ -1,0 +1,370 @@
+"""What each deployment shipped, kept incrementally in `dora_deployment_commits`.
+
+A deployment's commits are `git log --no-merges PREV..SHA`, PREV being the SHA of the
+previous deployment of its (`service`, `env`) sequence from the same repository, when
+that one finished at most 60 days earlier. So a change to a deployment (new, moved,
+retracted) changes what it and the deployments after it in its sequence shipped; each
+run re-evaluates, per changed sequence, the deployments from the earliest changed
+point on, plus those that could not be resolved before (SHA not fetched yet,
+repository unreachable). Deployments whose rows come out the same are not rewritten.
+
+Changes are found from `dora_deployments.ingested_at` (when a row's content last
+changed) after this step's watermark, re-reading a few minutes behind it so a refresh
+that committed out of order is not missed; the watermark advances in the transaction
+that writes the last chunk, so a crash re-applies rather than skips.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from connectors.git.history import CommitGraph
+from connectors.git.mirror import Commit
+from connectors.timestamps import utcnow
+from connectors.warehouse import reading
+from connectors.warehouse.schema import (
+    deployment_commit_ranges,
+    dora_change_lead_time_daily,
+    dora_deployment_commits,
+    dora_deployments,
+    git_commits,
+    git_repositories,
+)
+from connectors.warehouse.watermarks import lock_watermark, read_watermark, save_watermark
+from dora_assets import changed_days
+
+WATERMARK = "dora_deployment_commits.ingested_at"
+REREAD_OVERLAP = dt.timedelta(minutes=5)
+LONGEST_GAP = dt.timedelta(days=60)
+CHUNK_DEPLOYMENTS = 2000
+METRIC = dora_change_lead_time_daily.name
+# Outcomes that may resolve on a later run (after a fetch), so they are evaluated again.
+RETRIED = ("sha_not_in_mirror", "previous_not_in_mirror", "repository_unreachable")
+OUTCOMES = ("shipped", "capped", "no_git", "first", "gap", *RETRIED)
+
+d, r, c = dora_deployments.c, deployment_commit_ranges.c, dora_deployment_commits.c
+Sequence_ = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    deployment_id: str
+    service: str
+    env: str
+    finished_at: dt.datetime
+    finished_day: dt.date
+    commit_sha: str | None
+    repository_url: str | None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """One deployment's range: its outcome and the commit rows it ships."""
+
+    deployment: Deployment
+    previous_id: str | None
+    outcome: str
+    rows: tuple[tuple[str, str, dt.datetime, float], ...]  # sha, repository, authored, lead
+
+    def range_row(self, now: dt.datetime) -> dict[str, object]:
+        deployment = self.deployment
+        return {
+            "deployment_id": deployment.deployment_id,
+            "service": deployment.service,
+            "env": deployment.env,
+            "finished_at": deployment.finished_at,
+            "repository_url": deployment.repository_url,
+            "previous_deployment_id": self.previous_id,
+            "outcome": self.outcome,
+            "commits": len(self.rows),
+            "finished_day": deployment.finished_day,
+            "evaluated_at": now,
+        }
+
+
+@dataclass
+class Evaluated:
+    deployments: int = 0
+    rewritten: int = 0
+    retracted: int = 0
+    outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
+    metric_days: set[changed_days.MetricDay] = field(default_factory=set)
+
+
+class Repositories:
+    """The commit graphs of synced repositories, read from `git_commits` when first needed."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self._connection = connection
+        self._graphs: dict[str, CommitGraph | None] = {}
+
+    def graph(self, url: str) -> CommitGraph | None:
+        """None when the repository was never synced."""
+        if url not in self._graphs:
+            synced = self._connection.execute(
+                sa.select(git_repositories.c.synced_at).where(
+                    git_repositories.c.repository_url == url
+                )
+            ).scalar()
+            g = git_commits.c
+            rows = self._connection.execute(
+                sa.select(g.commit_sha, g.parents, g.authored_at, g.committed_at).where(
+                    g.repository_url == url
+                )
+            )
+            self._graphs[url] = (
+                CommitGraph.of(
+                    Commit(sha, tuple(parents.split()), authored, committed)
+                    for sha, parents, authored, committed in rows
+                )
+                if synced
+                else None
+            )
+        return self._graphs[url]
+
+
+def resolve(
+    deployment: Deployment, previous: Deployment | None, repositories: Repositories
+) -> Resolution:
+    def outcome(name: str, rows: Iterable = ()) -> Resolution:
+        return Resolution(deployment, previous and previous.deployment_id, name, tuple(rows))
+
+    sha, url = deployment.commit_sha, deployment.repository_url
+    if not sha or not url:
+        return outcome("no_git")
+    if previous is None:
+        return outcome("first")
+    if deployment.finished_at - previous.finished_at > LONGEST_GAP:
+        return outcome("gap")
+    graph = repositories.graph(url)
+    if graph is None:
+        return outcome("repository_unreachable")
+    if sha not in graph:
+        return outcome("sha_not_in_mirror")
+    if previous.commit_sha not in graph:
+        return outcome("previous_not_in_mirror")
+    shipped = graph.shipped(sha, previous.commit_sha)
+    return outcome(
+        "capped" if shipped.capped else "shipped",
+        (
+            (
+                commit.sha,
+                url,
+                commit.authored_at,
+                (deployment.finished_at - commit.authored_at).total_seconds(),
+            )
+            for commit in shipped.commits
+        ),
+    )
+
+
+def _sequence_rows(
+    connection: sa.Connection, sequence: Sequence_, since: dt.datetime
+) -> list[Deployment]:
+    service, env = sequence
+    rows = connection.execute(
+        sa.select(
+            d.deployment_id,
+            d.service,
+            d.env,
+            d.finished_at,
+            d.finished_day,
+            d.commit_sha,
+            d.repository_url,
+        )
+        .where(d.service == service, d.env == env, d.finished_at >= since)
+        .order_by(d.finished_at, d.started_at, d.deployment_id)
+    )
+    return [Deployment(*row) for row in rows]
+
+
+def resolve_sequence(
+    rows: Sequence[Deployment],
+    evaluate_from: dt.datetime,
+    also: set[str],
+    repositories: Repositories,
+) -> list[Resolution]:
+    """Walk the sequence in order: resolve the deployments finished at or after
+    `evaluate_from`, and those named in `also`."""
+    latest_by_repository: dict[str, Deployment] = {}
+    resolved = []
+    for deployment in rows:
+        url = deployment.repository_url
+        if deployment.finished_at >= evaluate_from or deployment.deployment_id in also:
+            previous = latest_by_repository.get(url) if url else None
+            resolved.append(resolve(deployment, previous, repositories))
+        if url and deployment.commit_sha:
+            latest_by_repository[url] = deployment
+    return resolved
+
+
+def _changes(
+    connection: sa.Connection,
+) -> tuple[
+    dict[Sequence_, dt.datetime],
+    dict[Sequence_, dict[str, dt.datetime]],
+    set[str],
+    list[sa.Row],
+    dt.datetime | None,
+]:
+    """Per sequence, the earliest changed point and the ids to retry; the changed ids;
+    the retracted ranges; the newest `ingested_at` seen."""
+    watermark = read_watermark(connection, WATERMARK)
+    since = watermark - REREAD_OVERLAP if watermark else None
+    changed = connection.execute(
+        sa.select(d.deployment_id, d.service, d.env, d.finished_at, d.ingested_at).where(
+            d.ingested_at > since if since else sa.true()
+        )
+    ).all()
+    newest = max((row.ingested_at for row in changed), default=watermark)
+    changed_ids = {row.deployment_id for row in changed}
+    retracted = connection.execute(
+        sa.select(r.deployment_id, r.service, r.env, r.finished_at, r.finished_day, r.commits)
+        .select_from(
+            deployment_commit_ranges.outerjoin(dora_deployments, d.deployment_id == r.deployment_id)
+        )
+        .where(d.deployment_id.is_(None))
+    ).all()
+    earliest: dict[Sequence_, dt.datetime] = {}
+
+    def touch(service: str, env: str, moment: dt.datetime) -> None:
+        key = (service, env)
+        earliest[key] = min(moment, earliest.get(key, moment))
+
+    for row in [*changed, *retracted]:
+        touch(row.service, row.env, row.finished_at)
+    ids = sorted(changed_ids)
+    for start in range(0, len(ids), CHUNK_DEPLOYMENTS):
+        for row in connection.execute(
+            sa.select(r.service, r.env, r.finished_at).where(
+                r.deployment_id.in_(ids[start : start + CHUNK_DEPLOYMENTS])
+            )
+        ):
+            touch(row.service, row.env, row.finished_at)  # where it was before
+    retry: dict[Sequence_, dict[str, dt.datetime]] = collections.defaultdict(dict)
+    for row in connection.execute(
+        sa.select(r.deployment_id, r.service, r.env, r.finished_at).where(r.outcome.in_(RETRIED))
+    ):
+        retry[(row.service, row.env)][row.deployment_id] = row.finished_at
+    return earliest, retry, changed_ids, retracted, newest
+
+
+def _stored(connection: sa.Connection, ids: list[str]) -> tuple[dict, dict]:
+    commits: dict[str, set] = collections.defaultdict(set)
+    for row in connection.execute(
+        sa.select(
+            c.deployment_id, c.commit_sha, c.repository_url, c.authored_at, c.lead_time_seconds
+        ).where(c.deployment_id.in_(ids))
+    ):
+        commits[row[0]].add(tuple(row[1:]))
+    ranges = {
+        row.deployment_id: row._asdict()
+        for row in connection.execute(
+            sa.select(deployment_commit_ranges).where(r.deployment_id.in_(ids))
+        )
+    }
+    return commits, ranges
+
+
+def _write(
+    connection: sa.Connection,
+    resolutions: list[Resolution],
+    changed_ids: set[str],
+    evaluated: Evaluated,
+) -> set[changed_days.MetricDay]:
+    """Write the resolutions that differ from what is stored; the metric days touched."""
+    touched: set[changed_days.MetricDay] = set()
+    ids = [resolution.deployment.deployment_id for resolution in resolutions]
+    stored_commits, stored_ranges = _stored(connection, ids)
+    now = utcnow()
+    for resolution in resolutions:
+        deployment = resolution.deployment
+        identifier = deployment.deployment_id
+        evaluated.outcomes[resolution.outcome] += 1
+        new_rows = {(sha, url, authored, lead) for sha, url, authored, lead in resolution.rows}
+        old_rows = stored_commits.get(identifier, set())
+        old_range = stored_ranges.get(identifier)
+        range_row = resolution.range_row(now)
+        same_range = old_range is not None and all(
+            old_range[name] == value for name, value in range_row.items() if name != "evaluated_at"
+        )
+        if new_rows != old_rows:
+            connection.execute(
+                sa.delete(dora_deployment_commits).where(c.deployment_id == identifier)
+            )
+            if new_rows:
+                connection.execute(
+                    sa.insert(dora_deployment_commits),
+                    [
+                        {
+                            "deployment_id": identifier,
+                            "commit_sha": sha,
+                            "repository_url": url,
+                            "authored_at": authored,
+                            "lead_time_seconds": lead,
+                        }
+                        for sha, url, authored, lead in sorted(new_rows)
+                    ],
+                )
+            evaluated.rewritten += 1
+        if not same_range:
+            connection.execute(
+                sa.delete(deployment_commit_ranges).where(r.deployment_id == identifier)
+            )
+            connection.execute(sa.insert(deployment_commit_ranges), [range_row])
+        # The metric counts a deployment's commits under its day, service, team and env:
+        # a changed deployment may have moved, a re-resolved one may ship other commits.
+        if new_rows != old_rows or (identifier in changed_ids and (new_rows or old_rows)):
+            touched.add((METRIC, deployment.finished_day))
+            if old_range is not None:
+                touched.add((METRIC, old_range["finished_day"]))
+    return touched
+
+
+def evaluate_changed(engine: sa.Engine) -> Evaluated:
+    """Bring `dora_deployment_commits` up to date with what changed since the last run."""
+    evaluated = Evaluated()
+    with reading(engine) as connection:
+        earliest, retry, changed_ids, retracted, newest = _changes(connection)
+        repositories = Repositories(connection)
+        resolutions: list[Resolution] = []
+        for sequence in sorted(set(earliest) | set(retry)):
+            point = earliest.get(sequence, dt.datetime.max)
+            retried = retry.get(sequence, {})
+            # A previous deployment further back than the longest gap ships nothing anyway.
+            since = min([point, *retried.values()]) - LONGEST_GAP
+            rows = _sequence_rows(connection, sequence, since)
+            resolutions += resolve_sequence(rows, point, set(retried), repositories)
+    evaluated.deployments = len(resolutions)
+    evaluated.retracted = len(retracted)
+    chunks = [
+        resolutions[start : start + CHUNK_DEPLOYMENTS]
+        for start in range(0, len(resolutions), CHUNK_DEPLOYMENTS)
+    ] or [[]]
+    for index, chunk in enumerate(chunks):
+        with engine.begin() as connection:
+            # Each chunk records the metric days it touched in its own transaction.
+            touched = _write(connection, chunk, changed_ids, evaluated)
+            if index == 0:
+                touched |= _remove(connection, retracted)
+            changed_days.record(connection, touched)
+            evaluated.metric_days |= touched
+            if index == len(chunks) - 1 and newest is not None:
+                lock_watermark(connection, WATERMARK)
+                save_watermark(connection, WATERMARK, newest)
+    return evaluated
+
+
+def _remove(connection: sa.Connection, retracted: list[sa.Row]) -> set[changed_days.MetricDay]:
+    """Forget retracted deployments; the days their commits counted under."""
+    ids = [row.deployment_id for row in retracted]
+    for start in range(0, len(ids), CHUNK_DEPLOYMENTS):
+        chunk = ids[start : start + CHUNK_DEPLOYMENTS]
+        connection.execute(sa.delete(dora_deployment_commits).where(c.deployment_id.in_(chunk)))
+        connection.execute(sa.delete(deployment_commit_ranges).where(r.deployment_id.in_(chunk)))
+    return {(METRIC, row.finished_day) for row in retracted if row.commits}
