@@ -16,7 +16,10 @@ from dora_assets.metrics.change_failures import (
     dora_change_failures_daily_asset,
     dora_change_failures_daily_reconciliation,
 )
-from dora_assets.metrics.change_lead_time import dora_change_lead_time_daily_asset
+from dora_assets.metrics.change_lead_time import (
+    dora_change_lead_time_daily_asset,
+    dora_change_lead_time_daily_reconciliation,
+)
 from dora_assets.metrics.failed_deployment_recovery import (
     dora_failed_deployment_recovery_daily_asset,
     dora_failed_deployment_recovery_daily_reconciliation,
@@ -58,6 +61,7 @@ defs = dg.Definitions(
         dora_time_to_restore_daily_reconciliation,
         dora_change_failures_daily_reconciliation,
         dora_failed_deployment_recovery_daily_reconciliation,
+        dora_change_lead_time_daily_reconciliation,
         *freshness.freshness_checks,
     ],
     jobs=[audit_job],

@@ -28,6 +28,9 @@ from dora_assets.resources import PagerDutyResource, WarehouseResource
 GROUPS = {
     "pagerduty_incidents": "ingest",
     "event_api_events": "ingest",
+    "git_commits": "ingest",
+    "dora_deployment_commits": "normalized",
+    "dora_change_lead_time_daily": "metrics",
     "dora_deployments": "normalized",
     "dora_incidents": "normalized",
     "dora_incident_deployments": "normalized",
@@ -43,6 +46,7 @@ PARTITIONED = {
     "dora_time_to_restore_daily",
     "dora_change_failures_daily",
     "dora_failed_deployment_recovery_daily",
+    "dora_change_lead_time_daily",
 }
 RANGE_TAGS = {
     "dagster/asset_partition_range_start": "2025-03-01",

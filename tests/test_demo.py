@@ -22,6 +22,8 @@ from connectors.warehouse import create_engine
 from connectors.warehouse.schema import (
     dora_change_failure_rate_daily,
     dora_change_failures_daily,
+    dora_change_lead_time_daily,
+    dora_deployment_commits,
     dora_deployments,
     dora_failed_deployment_recovery_daily,
     dora_incident_deployments,
@@ -63,6 +65,8 @@ def snapshot(engine: sa.Engine) -> dict[str, list[tuple]]:
         dora_change_failures_daily,
         dora_failed_deployment_recovery_daily,
         dora_summary,
+        dora_deployment_commits,
+        dora_change_lead_time_daily,
     )
     ignored = {"ingested_at"}  # when a row was (re)built, not what it says
     with engine.connect() as connection:
@@ -128,6 +132,10 @@ def test_demo_lands_the_history_builds_the_metrics_and_is_idempotent(tmp_path: P
     first = snapshot(engine)
     assert first["dora_time_to_restore_daily"], "some incident resolved within the history"
     assert first["dora_incident_deployments"], "incidents are attributed to deployments"
+    assert first["dora_deployment_commits"], "deployments ship commits of the demo repositories"
+    assert first["dora_change_lead_time_daily"]
+    assert all(row.lead_time_seconds > 0 for row in first["dora_deployment_commits"])
+    assert "checks not passing" not in output
     # Every PATCHed deployment is a manual change failure, and every hotfix and every
     # PATCH-named remedy (the next deployment, a rollforward) is flagged a rollforward.
     history = generate(first_day, today)

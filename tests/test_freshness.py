@@ -118,12 +118,14 @@ def test_yesterday_partition_check_passes_when_built_after_the_day_then_fails_ne
         ("dora_time_to_restore_daily", name): False,
         ("dora_change_failures_daily", name): False,
         ("dora_failed_deployment_recovery_daily", name): False,
+        ("dora_change_lead_time_daily", name): False,
     }
     assert evaluate(instance, resources, at("2025-03-10", "02:30:00"), checks) == {
         ("dora_change_failure_rate_daily", name): True,
         ("dora_time_to_restore_daily", name): True,
         ("dora_change_failures_daily", name): True,
         ("dora_failed_deployment_recovery_daily", name): True,
+        ("dora_change_lead_time_daily", name): True,
     }
     # 10 March was only built mid-day, from partial data; by 02:00 on 11 March that is late.
     materialize(
@@ -134,6 +136,7 @@ def test_yesterday_partition_check_passes_when_built_after_the_day_then_fails_ne
         ("dora_time_to_restore_daily", name): False,
         ("dora_change_failures_daily", name): False,
         ("dora_failed_deployment_recovery_daily", name): False,
+        ("dora_change_lead_time_daily", name): False,
     }
     # Rebuilt after midnight (late, at 03:00): fresh again.
     materialize(
@@ -144,6 +147,7 @@ def test_yesterday_partition_check_passes_when_built_after_the_day_then_fails_ne
         ("dora_time_to_restore_daily", name): False,
         ("dora_change_failures_daily", name): False,
         ("dora_failed_deployment_recovery_daily", name): False,
+        ("dora_change_lead_time_daily", name): False,
     }
 
 
@@ -158,6 +162,8 @@ def test_last_update_checks_pass_within_the_hour_and_fail_after(instance, resour
         ("dora_deployments", "freshness_check"): True,
         ("dora_incidents", "freshness_check"): True,
         ("dora_incident_deployments", "freshness_check"): True,
+        ("git_commits", "freshness_check"): False,  # never materialized
+        ("dora_deployment_commits", "freshness_check"): True,
     }
     after = evaluate(instance, resources, at("2025-03-10", "10:00:01"), checks)
     assert after == {key: False for key in within}

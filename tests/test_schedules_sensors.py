@@ -26,7 +26,7 @@ from dora_assets.resources import PagerDutyResource, WarehouseResource
 from dora_assets.schedules import daily_metrics_schedule, refresh_sources_schedule
 
 PAGERDUTY_TOKEN = "late-data-token"
-PAGERDUTY, EVENT_API = INGEST_KEYS
+PAGERDUTY, EVENT_API, GIT = INGEST_KEYS
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
@@ -87,7 +87,7 @@ def test_refresh_pulls_the_partition_of_the_last_quarter_hour(
     monkeypatch.setenv("PAGERDUTY_API_TOKEN", PAGERDUTY_TOKEN)
     request = refresh_sources_schedule(dg.build_schedule_context(scheduled_execution_time=tick))
     assert request.partition_key == partition
-    assert request.asset_selection == [PAGERDUTY, EVENT_API, *NORMALIZED_KEYS]
+    assert request.asset_selection == [PAGERDUTY, EVENT_API, GIT, *NORMALIZED_KEYS]
     assert refresh_sources_schedule.cron_schedule == "*/15 * * * *"
     assert refresh_sources_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
@@ -98,12 +98,12 @@ def test_refresh_without_a_pagerduty_token_still_takes_up_the_api_events(
     monkeypatch.delenv("PAGERDUTY_API_TOKEN", raising=False)
     context = dg.build_schedule_context(scheduled_execution_time=at("2025-03-10", "10:15:00"))
     request = refresh_sources_schedule(context)
-    assert request.asset_selection == [EVENT_API, *NORMALIZED_KEYS]
+    assert request.asset_selection == [EVENT_API, GIT, *NORMALIZED_KEYS]
     assert request.partition_key == "2025-03-10"
 
 
 @pytest.mark.parametrize(
-    ("token", "sources"), [(PAGERDUTY_TOKEN, [PAGERDUTY, EVENT_API]), (None, [EVENT_API])]
+    ("token", "sources"), [(PAGERDUTY_TOKEN, [PAGERDUTY, EVENT_API, GIT]), (None, [EVENT_API, GIT])]
 )
 def test_daily_run_is_yesterday_plus_the_seven_days_before_in_one_range(
     monkeypatch: pytest.MonkeyPatch, token: str | None, sources: list[dg.AssetKey]
@@ -304,6 +304,7 @@ def test_the_daily_audit_rebuilds_exactly_the_days_that_differ_and_says_so(
         "dora_time_to_restore_daily": [],
         "dora_change_failures_daily": [],
         "dora_failed_deployment_recovery_daily": [],
+        "dora_change_lead_time_daily": [],
     }
     assert set(metadata["days_audited"].value.values()) == {5}
     [rebuilt] = audit.asset_materializations_for_node("compare_and_repair_metric_days")

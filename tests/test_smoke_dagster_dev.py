@@ -29,7 +29,7 @@ from connectors.events.schemas import DeploymentEvent, FailureEvent
 from connectors.events.store import EventStore
 from connectors.warehouse import open_warehouse
 from connectors.warehouse.schema import dora_change_failure_rate_daily, dora_time_to_restore_daily
-from dora_assets.freshness import INGEST_KEYS, METRIC_KEYS, NORMALIZED_KEYS
+from dora_assets.freshness import INGEST_KEYS, METRIC_KEYS, NORMALIZED_KEYS, REPORT_KEYS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -251,7 +251,7 @@ def test_dagster_dev_lists_assets_and_backfills_seven_days_in_one_run(
         for node in nodes
     }
     assert set(checks) == {
-        key.to_user_string() for key in (*INGEST_KEYS, *NORMALIZED_KEYS, *METRIC_KEYS)
+        key.to_user_string() for key in (*INGEST_KEYS, *NORMALIZED_KEYS, *METRIC_KEYS, *REPORT_KEYS)
     }
     for metric in METRIC_KEYS:
         assert {"reconciles_with_sources", "yesterday_built_by_deadline"} <= checks[

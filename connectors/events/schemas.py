@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from connectors.git.command import shown_url
 from connectors.timestamps import TimestampError, parse_timestamp
 
 MAX_CUSTOM_TAGS = 100
@@ -344,9 +345,10 @@ def _check_order(started_at: datetime, finished_at: datetime | None) -> None:
 
 
 def _git_fields(git: Git | None) -> dict[str, str | None]:
+    # A token in the URL would otherwise reach every table and mirror name downstream.
     return {
         "commit_sha": git.commit_sha if git else None,
-        "repository_url": git.repository_url if git else None,
+        "repository_url": shown_url(git.repository_url) if git else None,
     }
 
 

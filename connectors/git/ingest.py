@@ -1,5 +1,8 @@
 """Land the commits of every repository that deployments name into `git_commits`.
 
+Repositories are recorded under their URL without user information: a token in a URL
+is used to clone, never stored or shown.
+
 Each repository is mirrored and read on its own: one that cannot be reached is
 recorded in `git_repositories` with the (credential-free) reason, and the others
 still progress.
@@ -74,11 +77,11 @@ def sync_repositories(
         except GitError as error:
             synced.unreachable[shown] = str(error)
             with engine.begin() as connection:
-                _record(connection, url, str(error), shallow=False)
+                _record(connection, shown, str(error), shallow=False)
             progress(f"{shown}: unreachable ({error})")
             continue
         with reading(engine) as connection:
-            new = _new_commits(connection, url, commits)
+            new = _new_commits(connection, shown, commits)
         fetched_at = utcnow()
         for start in range(0, len(new), INSERT_CHUNK):
             chunk = new[start : start + INSERT_CHUNK]
@@ -87,7 +90,7 @@ def sync_repositories(
                     sa.insert(git_commits),
                     [
                         {
-                            "repository_url": url,
+                            "repository_url": shown,
                             "commit_sha": commit.sha,
                             "parents": " ".join(commit.parents),
                             "authored_at": commit.authored_at,
@@ -98,7 +101,7 @@ def sync_repositories(
                     ],
                 )
         with engine.begin() as connection:
-            _record(connection, url, None, shallow)
+            _record(connection, shown, None, shallow)
         synced.commits_new += len(new)
         synced.commits_known += len(commits) - len(new)
         if shallow:

@@ -15,11 +15,12 @@ AUTHOR = "Demo Developer <dev@example.com>"
 
 @dataclass(frozen=True)
 class PlannedCommit:
-    """A commit to create: parents are indexes of earlier planned commits."""
+    """A commit to create: each parent is the index of an earlier planned commit, or the
+    SHA of a commit already in the repository."""
 
     message: str
     authored_at: dt.datetime  # aware or naive UTC
-    parents: tuple[int, ...] = ()
+    parents: tuple[int | str, ...] = ()
     branch: str = "main"
     committed_at: dt.datetime | None = None  # default: the author time
 
@@ -36,6 +37,7 @@ def _data(text: str) -> bytes:
 
 def fast_import(path: Path, plan: Sequence[PlannedCommit], bare: bool = False) -> list[str]:
     """Create (or extend) the repository at `path` with `plan`; the SHAs, in plan order."""
+    path = path.resolve()
     if not (path / ("HEAD" if bare else ".git")).exists():
         run_git(["init", "--quiet", *(["--bare"] if bare else []), "-b", "main", str(path)])
     stream = bytearray()
@@ -47,7 +49,8 @@ def fast_import(path: Path, plan: Sequence[PlannedCommit], bare: bool = False) -
         stream += b"committer %s %d +0000\n" % (AUTHOR.encode(), committed)
         stream += _data(commit.message)
         for position, parent in enumerate(commit.parents):
-            stream += b"%s :%d\n" % (b"from" if position == 0 else b"merge", parent + 1)
+            reference = f":{parent + 1}" if isinstance(parent, int) else parent
+            stream += b"%s %s\n" % (b"from" if position == 0 else b"merge", reference.encode())
         stream += b"M 100644 inline changes.txt\n" + _data(f"{commit.message}\n")
         stream += b"\n"
     marks = path / ("dora-marks" if bare else ".git/dora-marks")

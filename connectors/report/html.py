@@ -95,7 +95,8 @@ DEFINITIONS = (
     (
         "Change lead time",
         "Median over the commits shipped by the window's deployments of deployment finish -"
-        " commit author date. Needs the git connector; until it runs this reads no data.",
+        " commit author date (git log --no-merges from the previous deployment's commit)."
+        " No data where deployments carry no git commit.",
     ),
     (
         "Change failure rate",

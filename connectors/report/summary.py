@@ -143,8 +143,7 @@ def read_items(connection: sa.Connection, window: Window) -> Items:
     )
     restores = _frame(connection, warehouse_items.restores(first_day, end_day))
     recoveries = _frame(connection, warehouse_items.recoveries(first_day, end_day))
-    # Change lead time comes with the git connector; until then the figure is NULL.
-    lead_times = pd.DataFrame(columns=["item", "day", "service", "team", "seconds"])
+    lead_times = _frame(connection, warehouse_items.lead_times(first_day, end_day))
     return Items(
         deployments.astype({"change_failure": bool, "rework": bool}),
         failures,

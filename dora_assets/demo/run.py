@@ -38,11 +38,13 @@ from connectors.warehouse import open_warehouse, reading
 from connectors.warehouse.schema import dora_summary
 from dora_assets.demo.history import TEAM_IDS, History, generate
 from dora_assets.demo.history import demo_config as build_demo_config
+from dora_assets.demo.repositories import build_repositories
 from dora_assets.schedules import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, daily_job
 
 DEMO_FOLDER = Path(".dora")
 DEFAULT_DAGSTER_HOME = DEMO_FOLDER / "dagster_home"
 DEMO_CONFIG_FILE = DEMO_FOLDER / "demo" / "dora.yaml"
+DEMO_REPOSITORIES = DEMO_FOLDER / "demo" / "repositories"
 # The demo's Dagster instance: its defaults, without the telemetry notice in the output.
 INSTANCE_SETTINGS = "telemetry:\n  enabled: false\n"
 SCOPE_ORDER = {"org": 0, "team": 1, "service": 2}
@@ -116,9 +118,13 @@ def _pagerduty_account(first_day: dt.date, end_day: dt.date) -> IncidentStore:
     return store
 
 
-def _write_demo_config(days: int) -> Path:
+def _write_demo_config(days: int, clone_urls: Mapping[str, str]) -> Path:
     DEMO_CONFIG_FILE.parent.mkdir(parents=True, exist_ok=True)
-    document = {**build_demo_config(), "summary": {"window_days": days}}
+    document = {
+        **build_demo_config(),
+        "git": {"repositories": {url: {"url": path} for url, path in clone_urls.items()}},
+        "summary": {"window_days": days},
+    }
     DEMO_CONFIG_FILE.write_text(
         "# Written by `dora demo`: the demo's service catalog, PagerDuty mapping and summary.\n"
         + yaml.safe_dump(document, sort_keys=False)
@@ -193,14 +199,16 @@ def run_demo(days: int = 90) -> int:
     print(f"dora demo: {days} days of synthetic history into {shown_url}", flush=True)
 
     history = generate(first_day, end_day)
+    clone_urls = build_repositories(history, DEMO_REPOSITORIES)
     _progress(
         f"history {first_day} .. {end_day - dt.timedelta(days=1)}: {len(history.deployments)}"
         f" deployments, {len(history.pagerduty)} PagerDuty incidents,"
         f" {len(history.failures)} failures for the event API"
     )
+    _progress(f"git repositories of {len(clone_urls)} services: {DEMO_REPOSITORIES.resolve()}")
     _land_api_events(history, engine)
-    config_path = _write_demo_config(days)
-    _progress(f"service catalog and PagerDuty mapping: {config_path}")
+    config_path = _write_demo_config(days, clone_urls)
+    _progress(f"service catalog, PagerDuty mapping and git repositories: {config_path}")
 
     token = secrets.token_urlsafe(24)
     store = _pagerduty_account(first_day, end_day)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from connectors.git.command import shown_url
 from connectors.git.history import CommitGraph
 from connectors.git.mirror import Commit
 from connectors.timestamps import utcnow
@@ -180,7 +181,10 @@ def _sequence_rows(
         .where(d.service == service, d.env == env, d.finished_at >= since)
         .order_by(d.finished_at, d.started_at, d.deployment_id)
     )
-    return [Deployment(*row) for row in rows]
+    return [
+        Deployment(*row[:-1], repository_url=shown_url(row[-1]) if row[-1] else None)
+        for row in rows
+    ]
 
 
 def resolve_sequence(
@@ -204,7 +208,7 @@ def resolve_sequence(
 
 
 def _changes(
-    connection: sa.Connection,
+    connection: sa.Connection, overlap: dt.timedelta
 ) -> tuple[
     dict[Sequence_, dt.datetime],
     dict[Sequence_, dict[str, dt.datetime]],
@@ -215,7 +219,7 @@ def _changes(
     """Per sequence, the earliest changed point and the ids to retry; the changed ids;
     the retracted ranges; the newest `ingested_at` seen."""
     watermark = read_watermark(connection, WATERMARK)
-    since = watermark - REREAD_OVERLAP if watermark else None
+    since = watermark - overlap if watermark else None
     changed = connection.execute(
         sa.select(d.deployment_id, d.service, d.env, d.finished_at, d.ingested_at).where(
             d.ingested_at > since if since else sa.true()
@@ -282,6 +286,9 @@ def _write(
     ids = [resolution.deployment.deployment_id for resolution in resolutions]
     stored_commits, stored_ranges = _stored(connection, ids)
     now = utcnow()
+    rewritten: list[str] = []
+    commit_rows: list[dict[str, object]] = []
+    reranged: list[dict[str, object]] = []
     for resolution in resolutions:
         deployment = resolution.deployment
         identifier = deployment.deployment_id
@@ -290,47 +297,45 @@ def _write(
         old_rows = stored_commits.get(identifier, set())
         old_range = stored_ranges.get(identifier)
         range_row = resolution.range_row(now)
-        same_range = old_range is not None and all(
-            old_range[name] == value for name, value in range_row.items() if name != "evaluated_at"
-        )
+        if old_range is None or any(
+            old_range[name] != value for name, value in range_row.items() if name != "evaluated_at"
+        ):
+            reranged.append(range_row)
         if new_rows != old_rows:
-            connection.execute(
-                sa.delete(dora_deployment_commits).where(c.deployment_id == identifier)
-            )
-            if new_rows:
-                connection.execute(
-                    sa.insert(dora_deployment_commits),
-                    [
-                        {
-                            "deployment_id": identifier,
-                            "commit_sha": sha,
-                            "repository_url": url,
-                            "authored_at": authored,
-                            "lead_time_seconds": lead,
-                        }
-                        for sha, url, authored, lead in sorted(new_rows)
-                    ],
-                )
-            evaluated.rewritten += 1
-        if not same_range:
-            connection.execute(
-                sa.delete(deployment_commit_ranges).where(r.deployment_id == identifier)
-            )
-            connection.execute(sa.insert(deployment_commit_ranges), [range_row])
+            rewritten.append(identifier)
+            commit_rows += [
+                {
+                    "deployment_id": identifier,
+                    "commit_sha": sha,
+                    "repository_url": url,
+                    "authored_at": authored,
+                    "lead_time_seconds": lead,
+                }
+                for sha, url, authored, lead in sorted(new_rows)
+            ]
         # The metric counts a deployment's commits under its day, service, team and env:
         # a changed deployment may have moved, a re-resolved one may ship other commits.
         if new_rows != old_rows or (identifier in changed_ids and (new_rows or old_rows)):
             touched.add((METRIC, deployment.finished_day))
             if old_range is not None:
                 touched.add((METRIC, old_range["finished_day"]))
+    if rewritten:
+        connection.execute(sa.delete(dora_deployment_commits).where(c.deployment_id.in_(rewritten)))
+    if commit_rows:
+        connection.execute(sa.insert(dora_deployment_commits), commit_rows)
+    if reranged:
+        stale = [row["deployment_id"] for row in reranged]
+        connection.execute(sa.delete(deployment_commit_ranges).where(r.deployment_id.in_(stale)))
+        connection.execute(sa.insert(deployment_commit_ranges), reranged)
+    evaluated.rewritten += len(rewritten)
     return touched
 
 
-def evaluate_changed(engine: sa.Engine) -> Evaluated:
+def evaluate_changed(engine: sa.Engine, overlap: dt.timedelta = REREAD_OVERLAP) -> Evaluated:
     """Bring `dora_deployment_commits` up to date with what changed since the last run."""
     evaluated = Evaluated()
     with reading(engine) as connection:
-        earliest, retry, changed_ids, retracted, newest = _changes(connection)
+        earliest, retry, changed_ids, retracted, newest = _changes(connection, overlap)
         repositories = Repositories(connection)
         resolutions: list[Resolution] = []
         for sequence in sorted(set(earliest) | set(retry)):

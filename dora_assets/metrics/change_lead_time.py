@@ -6,11 +6,16 @@ import dagster as dg
 import sqlalchemy as sa
 
 from connectors.warehouse.items import lead_times
-from connectors.warehouse.schema import dora_change_lead_time_daily
+from connectors.warehouse.schema import (
+    dora_change_lead_time_daily,
+    dora_deployment_commits,
+    dora_deployments,
+)
 from connectors.warehouse.sql import percentile_cont, ranked
 from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata
 from dora_assets.metrics.durations import KEY, org_median_per_day
 from dora_assets.metrics.rebuild import rebuild_days
+from dora_assets.metrics.reconcile import reconciliation_check
 from dora_assets.partitions import daily_partitions
 from dora_assets.resources import WarehouseResource
 
@@ -111,3 +116,26 @@ def dora_change_lead_time_daily_asset(
         org_figures=org_figures_per_day,
         preview_largest=table.c.commits,
     )
+
+
+# Each shipped commit with the day its deployment finished: what the metric's counts add up to.
+_shipped = (
+    sa.select(
+        dora_deployments.c.finished_day.label("day"),
+        dora_deployment_commits.c.lead_time_seconds.label("seconds"),
+    )
+    .select_from(
+        dora_deployment_commits.join(
+            dora_deployments,
+            dora_deployments.c.deployment_id == dora_deployment_commits.c.deployment_id,
+        )
+    )
+    .subquery("shipped_commits")
+)
+dora_change_lead_time_daily_reconciliation = reconciliation_check(
+    table,
+    measures={
+        "commits": (_shipped.c.day, sa.func.count()),
+        "total_seconds": (_shipped.c.day, sa.func.sum(_shipped.c.seconds)),
+    },
+)
