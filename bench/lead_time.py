@@ -3,8 +3,10 @@
 
 Builds (not timed) a repository of 50,000 commits with `git fast-import` (a main line
 with feature branches merged back, some commits authored days before they were
-committed) and 5,000 deployments along its history in 10 (service, env) sequences,
-landed through the event store and the normalized refresh into a SQLite warehouse.
+committed) and 5,000 deployments along its history (one service deploying every tenth
+main-line commit, so each commit ships once; a monorepo whose N services deploy the same
+history ships each commit N times, N times the rows), landed through the event store and
+the normalized refresh into a SQLite warehouse.
 Then, in one process:
 
 - cold: mirror the repository (clone), land its commits, and resolve every deployment's
@@ -48,7 +50,7 @@ from dora_assets.normalized.refresh import refresh
 
 URL = "https://git.example/acme/monorepo"
 START = dt.datetime(2025, 1, 1)
-SERVICES = 10
+SERVICES = 1
 
 
 def history(size: int, rng: random.Random, first_index: int = 0, tip: int | str | None = None):

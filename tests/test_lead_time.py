@@ -41,6 +41,7 @@ from connectors.warehouse.schema import (
 )
 from dora_assets import changed_days
 from dora_assets.ingest.git import git_commits_asset
+from dora_assets.lead_time import evaluate
 from dora_assets.lead_time.evaluate import evaluate_changed
 from dora_assets.metrics.change_lead_time import (
     change_lead_time_rows,
@@ -154,9 +155,17 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     }
 
 
+@pytest.mark.parametrize("history_read", ["commit by commit", "whole"])
 def test_commits_lead_times_and_the_daily_metric_are_hand_computed(
-    warehouse: sa.Engine, warehouse_url: str, upstream: dict[str, str], environment: Path
+    warehouse: sa.Engine,
+    warehouse_url: str,
+    upstream: dict[str, str],
+    environment: Path,
+    history_read: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if history_read == "whole":
+        monkeypatch.setattr(evaluate, "READ_WHOLE_HISTORY_FROM", 0)
     events = EventStore(warehouse)
     s = upstream
     deploy(events, "D1", at(3, 1, 8, 30), s["a"])

@@ -12,10 +12,9 @@ to be visited is reachable from SHA alone, so its cost follows the size of the r
 
 from __future__ import annotations
 
-import datetime as dt
 import heapq
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 
 from connectors.git.mirror import Commit
 
@@ -29,42 +28,67 @@ class Shipped:
     capped: bool  # the range held more than MAX_COMMITS
 
 
-@dataclass
 class CommitGraph:
-    commits: dict[str, Commit] = field(default_factory=dict)
-    _generation: dict[str, int] = field(default_factory=dict)
+    """Commits by SHA: given whole, or read on demand through `load` (SHAs -> the commits
+    among them that exist, with their stored generation), so resolving a few
+    deployments reads a few commits, not the history."""
+
+    def __init__(
+        self,
+        commits: Iterable[Commit] = (),
+        load: Callable[[Collection[str]], Iterable[Commit]] | None = None,
+    ) -> None:
+        self.commits = {commit.sha: commit for commit in commits}
+        self._load = load
+        self._absent: set[str] = set()
+        self._generation: dict[str, int] = {}
 
     @classmethod
     def of(cls, commits: Iterable[Commit]) -> CommitGraph:
-        return cls({commit.sha: commit for commit in commits})
+        return cls(commits)
+
+    def _fetch(self, shas: Iterable[str]) -> None:
+        wanted = {sha for sha in shas if sha not in self.commits and sha not in self._absent}
+        if not wanted or self._load is None:
+            return
+        for commit in self._load(wanted):
+            self.commits[commit.sha] = commit
+        self._absent |= wanted - self.commits.keys()
+
+    def get(self, sha: str) -> Commit | None:
+        self._fetch((sha,))
+        return self.commits.get(sha)
 
     def __contains__(self, sha: str) -> bool:
-        return sha in self.commits
+        return self.get(sha) is not None
+
+    def _parents(self, commit: Commit) -> list[Commit]:
+        """Its parents in the graph (a shallow history's boundary has none)."""
+        self._fetch(commit.parents)
+        return [self.commits[p] for p in commit.parents if p in self.commits]
 
     def generation(self, sha: str) -> int:
         """1 + the largest generation of its parents in the graph (1 for a root, and for
-        the boundary of a shallow history)."""
+        the boundary of a shallow history); stored values are taken as they are."""
         known = self._generation
-        if sha in known:
-            return known[sha]
         stack = [sha]
         while stack:
-            current = stack[-1]
-            pending = [
-                parent
-                for parent in self.commits[current].parents
-                if parent in self.commits and parent not in known
-            ]
+            current = self.commits[stack[-1]]
+            if current.generation or current.sha in known:
+                known.setdefault(current.sha, current.generation)
+                stack.pop()
+                continue
+            parents = self._parents(current)
+            pending = [p.sha for p in parents if not p.generation and p.sha not in known]
             if pending:
                 stack.extend(pending)
                 continue
             stack.pop()
-            parents = [known[p] for p in self.commits[current].parents if p in self.commits]
-            known[current] = 1 + max(parents, default=0)
+            known[current.sha] = 1 + max((p.generation or known[p.sha] for p in parents), default=0)
         return known[sha]
 
     def shipped(self, sha: str, previous: str, limit: int = MAX_COMMITS) -> Shipped:
-        """The non-merge commits of `previous..sha`; both must be in the graph."""
+        """The non-merge commits of `previous..sha`; both must be in the graph (`in`)."""
         marks = {sha: _FROM_SHA}
         marks[previous] = marks.get(previous, 0) | _FROM_PREVIOUS
         queue = [(-self.generation(tip), tip) for tip in {sha, previous}]
@@ -77,9 +101,8 @@ class CommitGraph:
             if mark == _FROM_SHA:
                 only_from_sha -= 1
                 in_range.append(self.commits[current])
-            for parent in self.commits[current].parents:
-                if parent not in self.commits:
-                    continue
+            for parent_commit in self._parents(self.commits[current]):
+                parent = parent_commit.sha
                 before = marks.get(parent)
                 after = (before or 0) | mark
                 if before is None:
@@ -95,7 +118,3 @@ class CommitGraph:
             reverse=True,
         )
         return Shipped(listed[:limit], capped=len(listed) > limit)
-
-
-def lead_time_seconds(finished_at: dt.datetime, commit: Commit) -> float:
-    return (finished_at - commit.authored_at).total_seconds()

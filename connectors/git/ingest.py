@@ -10,8 +10,11 @@ still progress.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -20,7 +23,8 @@ from connectors.git.mirror import Commit, Mirrors
 from connectors.timestamps import utcnow
 from connectors.warehouse import reading
 from connectors.warehouse.schema import dora_deployments, git_commits, git_repositories
-from connectors.warehouse.upsert import upsert
+from connectors.warehouse.upsert import insert, upsert
+from connectors.warehouse.watermarks import lock_state, read_state, save_state
 
 # Rows per insert transaction: a first clone of a large history never holds the
 # warehouse's write lock for long.
@@ -31,7 +35,6 @@ INSERT_CHUNK = 5000
 class Synced:
     repositories: int = 0
     commits_new: int = 0
-    commits_known: int = 0
     unreachable: dict[str, str] = field(default_factory=dict)  # shown URL -> reason
     shallow: list[str] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)
@@ -52,13 +55,42 @@ def _record(connection: sa.Connection, url: str, error: str | None, shallow: boo
     connection.execute(upsert(git_repositories, connection.dialect, update), [values])
 
 
-def _new_commits(connection: sa.Connection, url: str, commits: list[Commit]) -> list[Commit]:
-    known = set(
-        connection.execute(
-            sa.select(git_commits.c.commit_sha).where(git_commits.c.repository_url == url)
-        ).scalars()
-    )
-    return [commit for commit in commits if commit.sha not in known]
+def _tips_state(url: str) -> str:
+    return f"git_commits.tips {url}"
+
+
+def _with_generations(connection: sa.Connection, url: str, new: list[Commit]) -> list[Commit]:
+    """`new` (parents before children) with generation numbers, continuing those of the
+    commits already landed."""
+    listed = {commit.sha for commit in new}
+    outside = sorted({parent for commit in new for parent in commit.parents} - listed)
+    known: dict[str, int] = {}
+    g = git_commits.c
+    for start in range(0, len(outside), INSERT_CHUNK):
+        known |= dict(
+            connection.execute(
+                sa.select(g.commit_sha, g.generation).where(
+                    g.repository_url == url, g.commit_sha.in_(outside[start : start + INSERT_CHUNK])
+                )
+            ).all()
+        )
+    numbered = []
+    for commit in new:
+        generation = 1 + max((known[p] for p in commit.parents if p in known), default=0)
+        known[commit.sha] = generation
+        numbered.append(dataclasses.replace(commit, generation=generation))
+    return numbered
+
+
+def _listed_since(mirrors: Mirrors, path: Path, known_tips: set[str]) -> list[Commit]:
+    """The commits that are new since `known_tips`; all of them when a tip is gone
+    (history rewritten and garbage-collected)."""
+    if known_tips:
+        try:
+            return list(mirrors.commits(path, known_tips))
+        except GitError:
+            pass
+    return list(mirrors.commits(path))
 
 
 def sync_repositories(
@@ -72,7 +104,10 @@ def sync_repositories(
         synced.repositories += 1
         try:
             path = mirrors.sync(url)
-            commits = list(mirrors.commits(path))
+            tips = mirrors.tips(path)
+            with reading(engine) as connection:
+                known_tips = set(json.loads(read_state(connection, _tips_state(shown)) or "[]"))
+            listed = [] if tips == known_tips else _listed_since(mirrors, path, known_tips)
             shallow = mirrors.is_shallow(path)
         except GitError as error:
             synced.unreachable[shown] = str(error)
@@ -81,32 +116,36 @@ def sync_repositories(
             progress(f"{shown}: unreachable ({error})")
             continue
         with reading(engine) as connection:
-            new = _new_commits(connection, shown, commits)
+            new = _with_generations(connection, shown, listed)
         fetched_at = utcnow()
-        for start in range(0, len(new), INSERT_CHUNK):
-            chunk = new[start : start + INSERT_CHUNK]
+        chunks = [new[start : start + INSERT_CHUNK] for start in range(0, len(new), INSERT_CHUNK)]
+        for index, chunk in enumerate(chunks or [[]]):
             with engine.begin() as connection:
-                connection.execute(
-                    sa.insert(git_commits),
-                    [
-                        {
-                            "repository_url": shown,
-                            "commit_sha": commit.sha,
-                            "parents": " ".join(commit.parents),
-                            "authored_at": commit.authored_at,
-                            "committed_at": commit.committed_at,
-                            "fetched_at": fetched_at,
-                        }
-                        for commit in chunk
-                    ],
-                )
-        with engine.begin() as connection:
-            _record(connection, shown, None, shallow)
+                if chunk:
+                    connection.execute(
+                        insert(git_commits, connection.dialect).on_conflict_do_nothing(),
+                        [
+                            {
+                                "repository_url": shown,
+                                "commit_sha": commit.sha,
+                                "parents": " ".join(commit.parents),
+                                "authored_at": commit.authored_at,
+                                "committed_at": commit.committed_at,
+                                "generation": commit.generation,
+                                "fetched_at": fetched_at,
+                            }
+                            for commit in chunk
+                        ],
+                    )
+                if index == len(chunks or [[]]) - 1:
+                    # The tips move with the last chunk: an interrupted run lists again.
+                    lock_state(connection, _tips_state(shown))
+                    save_state(connection, _tips_state(shown), json.dumps(sorted(tips)))
+                    _record(connection, shown, None, shallow)
         synced.commits_new += len(new)
-        synced.commits_known += len(commits) - len(new)
         if shallow:
             synced.shallow.append(shown)
-        if not commits:
+        if not tips:
             synced.empty.append(shown)
-        progress(f"{shown}: {len(new)} new of {len(commits)} commits")
+        progress(f"{shown}: {len(new)} new commits")
     return synced

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ class Commit:
     parents: tuple[str, ...]
     authored_at: dt.datetime  # naive UTC, as the warehouse stores times
     committed_at: dt.datetime
+    generation: int = 0  # 0 until known (see CommitGraph.generation)
 
     @property
     def is_merge(self) -> bool:
@@ -74,10 +75,28 @@ class Mirrors:
         partial.rename(path)
         return path
 
-    def commits(self, path: Path) -> Iterator[Commit]:
-        """Every commit reachable from the mirror's refs (none for an empty repository)."""
+    def tips(self, path: Path) -> set[str]:
+        """The commits the mirror's refs point at."""
         listed = run_git(
-            ["log", "--all", f"--format={_LOG_FORMAT}"], directory=path, timeout=self.timeout
+            ["for-each-ref", "--format=%(objectname)"], directory=path, timeout=self.timeout
+        )
+        return set(listed.split())
+
+    def commits(self, path: Path, known_tips: Iterable[str] = ()) -> Iterator[Commit]:
+        """The commits reachable from the mirror's refs and not from `known_tips` (every
+        commit without them; none for an empty repository), parents before children."""
+        excluded = sorted(known_tips)
+        listed = run_git(
+            [
+                "log",
+                "--all",
+                "--topo-order",
+                "--reverse",
+                f"--format={_LOG_FORMAT}",
+                *(["--not", *excluded] if excluded else []),
+            ],
+            directory=path,
+            timeout=self.timeout,
         )
         for line in listed.splitlines():
             sha, parents, authored, committed = line.split("\x1f")

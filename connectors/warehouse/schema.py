@@ -171,6 +171,12 @@ git_commits = sa.Table(
     sa.Column("parents", sa.Text, nullable=False, doc="Parent SHAs, space-separated."),
     sa.Column("authored_at", sa.DateTime, nullable=False, doc="Author date (UTC)."),
     sa.Column("committed_at", sa.DateTime, nullable=False, doc="Committer date (UTC)."),
+    sa.Column(
+        "generation",
+        sa.Integer,
+        nullable=False,
+        doc="1 + the largest generation of its parents (1 for a root or a shallow boundary).",
+    ),
     sa.Column("fetched_at", sa.DateTime, nullable=False),
 )
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -43,6 +43,8 @@ WATERMARK = "dora_deployment_commits.ingested_at"
 REREAD_OVERLAP = dt.timedelta(minutes=5)
 LONGEST_GAP = dt.timedelta(days=60)
 CHUNK_DEPLOYMENTS = 2000
+# From this many deployments to resolve, a repository's history is read whole.
+READ_WHOLE_HISTORY_FROM = 200
 METRIC = dora_change_lead_time_daily.name
 # Outcomes that may resolve on a later run (after a fetch), so they are evaluated again.
 RETRIED = ("sha_not_in_mirror", "previous_not_in_mirror", "repository_unreachable")
@@ -98,11 +100,26 @@ class Evaluated:
 
 
 class Repositories:
-    """The commit graphs of synced repositories, read from `git_commits` when first needed."""
+    """The commit graphs of synced repositories from `git_commits`: read whole when many
+    deployments are resolved (a first build), commit by commit as the walks need them
+    when few are (a steady-state run)."""
 
-    def __init__(self, connection: sa.Connection) -> None:
+    def __init__(self, connection: sa.Connection, whole: bool) -> None:
         self._connection = connection
+        self._whole = whole
         self._graphs: dict[str, CommitGraph | None] = {}
+
+    def _commits(self, url: str, shas: Collection[str] | None = None) -> list[Commit]:
+        g = git_commits.c
+        query = sa.select(
+            g.commit_sha, g.parents, g.authored_at, g.committed_at, g.generation
+        ).where(g.repository_url == url)
+        if shas is not None:
+            query = query.where(g.commit_sha.in_(sorted(shas)))
+        return [
+            Commit(sha, tuple(parents.split()), authored, committed, generation)
+            for sha, parents, authored, committed, generation in self._connection.execute(query)
+        ]
 
     def graph(self, url: str) -> CommitGraph | None:
         """None when the repository was never synced."""
@@ -112,20 +129,12 @@ class Repositories:
                     git_repositories.c.repository_url == url
                 )
             ).scalar()
-            g = git_commits.c
-            rows = self._connection.execute(
-                sa.select(g.commit_sha, g.parents, g.authored_at, g.committed_at).where(
-                    g.repository_url == url
-                )
-            )
-            self._graphs[url] = (
-                CommitGraph.of(
-                    Commit(sha, tuple(parents.split()), authored, committed)
-                    for sha, parents, authored, committed in rows
-                )
-                if synced
-                else None
-            )
+            if not synced:
+                self._graphs[url] = None
+            elif self._whole:
+                self._graphs[url] = CommitGraph(self._commits(url))
+            else:
+                self._graphs[url] = CommitGraph(load=lambda shas: self._commits(url, shas))
         return self._graphs[url]
 
 
@@ -336,7 +345,10 @@ def evaluate_changed(engine: sa.Engine, overlap: dt.timedelta = REREAD_OVERLAP) 
     evaluated = Evaluated()
     with reading(engine) as connection:
         earliest, retry, changed_ids, retracted, newest = _changes(connection, overlap)
-        repositories = Repositories(connection)
+        retries = sum(len(ids) for ids in retry.values())
+        repositories = Repositories(
+            connection, whole=len(changed_ids) + retries >= READ_WHOLE_HISTORY_FROM
+        )
         resolutions: list[Resolution] = []
         for sequence in sorted(set(earliest) | set(retry)):
             point = earliest.get(sequence, dt.datetime.max)

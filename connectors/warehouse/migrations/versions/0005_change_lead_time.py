@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("parents", sa.Text, nullable=False),
         sa.Column("authored_at", sa.DateTime, nullable=False),
         sa.Column("committed_at", sa.DateTime, nullable=False),
+        sa.Column("generation", sa.Integer, nullable=False),
         sa.Column("fetched_at", sa.DateTime, nullable=False),
     )
     op.create_table(
