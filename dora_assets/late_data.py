@@ -99,15 +99,18 @@ def stale_change_failures_days(first_day: dt.date, end_day: dt.date) -> sa.Compo
     )
 
 
-def stale_recovery_days(first_day: dt.date, end_day: dt.date) -> sa.CompoundSelect:
-    table = dora_failed_deployment_recovery_daily
-    items = recoveries(first_day, end_day).subquery()
-    key = [items.c[name] for name in KEY_COLUMNS]
+def _stale_duration_days(
+    table: sa.Table, items: sa.Select, count_name: str, first_day: dt.date, end_day: dt.date
+) -> sa.CompoundSelect:
+    """Days whose per-key item count or total seconds differ from `items` (columns `day`,
+    `service`, `team`, `env`, `seconds`)."""
+    listed = items.subquery()
+    key = [listed.c[name] for name in KEY_COLUMNS]
     recomputed = (
         sa.select(
             *key,
-            sa.func.count().label("recovered_failures"),
-            sa.func.sum(items.c.seconds).label("total_seconds"),
+            sa.func.count().label(count_name),
+            sa.func.sum(listed.c.seconds).label("total_seconds"),
         )
         .group_by(*key)
         .subquery("recomputed")
@@ -118,34 +121,25 @@ def stale_recovery_days(first_day: dt.date, end_day: dt.date) -> sa.CompoundSele
         first_day,
         end_day,
         sa.or_(
-            table.c.recovered_failures != recomputed.c.recovered_failures,
+            table.c[count_name] != recomputed.c[count_name],
             sa.func.abs(table.c.total_seconds - recomputed.c.total_seconds) > SECONDS_TOLERANCE,
         ),
+    )
+
+
+def stale_recovery_days(first_day: dt.date, end_day: dt.date) -> sa.CompoundSelect:
+    return _stale_duration_days(
+        dora_failed_deployment_recovery_daily,
+        recoveries(first_day, end_day),
+        "recovered_failures",
+        first_day,
+        end_day,
     )
 
 
 def stale_lead_time_days(first_day: dt.date, end_day: dt.date) -> sa.CompoundSelect:
-    table = dora_change_lead_time_daily
-    items = lead_times(first_day, end_day).subquery()
-    key = [items.c[name] for name in KEY_COLUMNS]
-    recomputed = (
-        sa.select(
-            *key,
-            sa.func.count().label("commits"),
-            sa.func.sum(items.c.seconds).label("total_seconds"),
-        )
-        .group_by(*key)
-        .subquery("recomputed")
-    )
-    return _differing_days(
-        table,
-        recomputed,
-        first_day,
-        end_day,
-        sa.or_(
-            table.c.commits != recomputed.c.commits,
-            sa.func.abs(table.c.total_seconds - recomputed.c.total_seconds) > SECONDS_TOLERANCE,
-        ),
+    return _stale_duration_days(
+        dora_change_lead_time_daily, lead_times(first_day, end_day), "commits", first_day, end_day
     )
 
 
