@@ -332,3 +332,19 @@ def test_no_credential_reaches_a_table_a_log_or_the_metadata(
     )
     assert not [text for text in texts if "tok3n" in text or "deploy-bot" in text]
     assert any("127.0.0.1:9/acme/private.git" in text for text in texts)
+
+
+def test_a_previous_deployment_exactly_60_days_earlier_still_counts(
+    warehouse: sa.Engine, upstream: dict[str, str], environment: Path
+) -> None:
+    events, s = EventStore(warehouse), upstream
+    deploy(events, "D4", at(3, 3, 10), s["d"])
+    deploy(events, "D8", at(3, 3, 10) + dt.timedelta(days=60), s["e"])  # 60 days: ships e
+    deploy(events, "D1", at(3, 1, 8, 30), s["a"], service="search")
+    deploy(events, "D2", at(3, 1, 8, 30) + dt.timedelta(days=60, seconds=1), s["c"], "search")
+    refresh_all(warehouse, DoraConfig(service_teams=TEAMS))
+    sync_repositories(warehouse, GitResource(cache=str(environment / "cache")).mirrors())
+    evaluate_changed(warehouse)
+    # e was authored on 10 May, after D8 finished (2 May): a negative lead time, kept as is.
+    assert shipped(warehouse) == {"D8": {s["e"]: -684_000.0}}
+    assert outcomes(warehouse)["D2"] == "gap"
