@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python bench/pagerduty_sync.py
 	$(BIN)/python bench/metrics_backfill.py
 	$(BIN)/python bench/steady_state.py
+	$(BIN)/python bench/change_failures.py
 	$(BIN)/python bench/lead_time.py
 
 lint: install
