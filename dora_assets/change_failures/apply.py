@@ -77,10 +77,19 @@ def _patch(document: str | None) -> Patch | None:
     )
 
 
+def _shallow(instance: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict (`asdict` deep-copies every value: 30% of a run)."""
+    return {name: getattr(instance, name) for name in instance.__dataclass_fields__}
+
+
+COLUMNS = (*Classification.__dataclass_fields__, "recovered_day")
+
+
 def _columns(classification: Classification) -> dict[str, Any]:
-    columns = asdict(classification)
+    columns = _shallow(classification)
     recovered = classification.recovered_at
-    return {**columns, "recovered_day": recovered.date() if recovered else None}
+    columns["recovered_day"] = recovered.date() if recovered else None
+    return columns
 
 
 def _classify(
@@ -130,7 +139,7 @@ def _classify(
         connection.execute(
             sa.update(dora_deployments)
             .where(deployment.deployment_id == sa.bindparam("key"))
-            .values({name: sa.bindparam(name) for name in _columns(Classification())}),
+            .values({name: sa.bindparam(name) for name in COLUMNS}),
             [{"key": after["deployment_id"], **_columns_of(after)} for _, after in pairs],
         )
         touched = changed_days.days_touched(dora_deployments, pairs)
@@ -141,7 +150,7 @@ def _classify(
 
 
 def _columns_of(row: dict[str, Any]) -> dict[str, Any]:
-    return {name: row[name] for name in _columns(Classification())}
+    return {name: row[name] for name in COLUMNS}
 
 
 def _write_attributions(
@@ -169,7 +178,7 @@ def _write_attributions(
             )
         )
     }
-    wanted = {(a.incident_id, a.service): asdict(a) for a in attributions}
+    wanted = {(a.incident_id, a.service): _shallow(a) for a in attributions}
     gone = [key for key in held if key not in wanted]
     changed = [
         row for key, row in wanted.items() if key not in held or dict(held[key]._mapping) != row

@@ -12,9 +12,10 @@ wins, and a PATCH with `change_failure: false` (stable) overrides them all.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 MANUAL, ROLLBACK, ROLLFORWARD, INCIDENT = "manual", "rollback", "rollforward", "incident"
@@ -132,10 +133,11 @@ def classify_sequence(
     _detect_rollbacks(sequence, marks)
     _detect_rollforwards(sequence, marks, rules)
     _apply_patches(sequence, marks)
+    finished = [deployment.finished_at for deployment in sequence]
     attributions = [
         attribution
         for incident in incidents
-        if (attribution := attribute(incident, sequence, rules)) is not None
+        if (attribution := attribute(incident, sequence, rules, finished)) is not None
     ]
     if rules.incidents_mark_deployments:
         _mark_attributed(sequence, incidents, attributions, marks)
@@ -202,30 +204,42 @@ def _apply_patches(sequence: Sequence[Deployment], marks: dict[str, _Marks]) -> 
 
 
 def attribute(
-    incident: Incident, sequence: Sequence[Deployment], rules: Rules
+    incident: Incident,
+    sequence: Sequence[Deployment],
+    rules: Rules,
+    finished: Sequence[dt.datetime] | None = None,
 ) -> Attribution | None:
     """The deployment an incident is attributed to: the latest finished at or before it
-    started with its commit, else with its version, else within the window before it."""
+    started with its commit, else with its version, else within the window before it.
+
+    `sequence` is in sequence order, so by `finished_at`; `finished` (its `finished_at`
+    values, given when many incidents are attributed) finds the candidates by bisection.
+    """
     if not incident.service:
         return None
-    candidates = [d for d in sequence if d.finished_at <= incident.started_at]
-    steps = (
-        (
-            "commit",
-            lambda d: incident.commit_sha is not None and d.commit_sha == incident.commit_sha,
-        ),
-        ("version", lambda d: incident.version is not None and d.version == incident.version),
-        ("preceding", lambda d: d.finished_at >= incident.started_at - rules.attribution_window),
-    )
-    for method, matches in steps:
-        found = [d for d in candidates if matches(d)]
-        if found:
-            chosen = found[-1]
-            lag = (incident.started_at - chosen.finished_at).total_seconds()
-            return Attribution(
-                incident.incident_id, incident.service, chosen.deployment_id, method, lag
-            )
-    return None
+    finished = finished if finished is not None else [d.finished_at for d in sequence]
+    candidates = sequence[: bisect.bisect_right(finished, incident.started_at)]
+    if not candidates:
+        return None
+
+    def latest(matches: Callable[[Deployment], bool]) -> Deployment | None:
+        return next((d for d in reversed(candidates) if matches(d)), None)
+
+    chosen, method = None, ""
+    if incident.commit_sha is not None:
+        chosen, method = latest(lambda d: d.commit_sha == incident.commit_sha), "commit"
+    if chosen is None and incident.version is not None:
+        chosen, method = latest(lambda d: d.version == incident.version), "version"
+    if (
+        chosen is None
+        and candidates[-1].finished_at >= incident.started_at - rules.attribution_window
+    ):
+        # The latest candidate finished last: if it is outside the window, all are.
+        chosen, method = candidates[-1], "preceding"
+    if chosen is None:
+        return None
+    lag = (incident.started_at - chosen.finished_at).total_seconds()
+    return Attribution(incident.incident_id, incident.service, chosen.deployment_id, method, lag)
 
 
 def _mark_attributed(
