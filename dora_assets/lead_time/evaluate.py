@@ -51,7 +51,7 @@ RETRIED = ("sha_not_in_mirror", "previous_not_in_mirror", "repository_unreachabl
 OUTCOMES = ("shipped", "capped", "no_git", "first", "gap", *RETRIED)
 
 d, r, c = dora_deployments.c, deployment_commit_ranges.c, dora_deployment_commits.c
-Sequence_ = tuple[str, str]
+SequenceKey = tuple[str, str]  # (service, env)
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,10 @@ class Repositories:
 def resolve(
     deployment: Deployment, previous: Deployment | None, repositories: Repositories
 ) -> Resolution:
-    def outcome(name: str, rows: Iterable = ()) -> Resolution:
-        return Resolution(deployment, previous and previous.deployment_id, name, tuple(rows))
+    previous_id = previous.deployment_id if previous else None
+
+    def outcome(name: str, rows: Iterable[tuple[str, str, dt.datetime, float]] = ()) -> Resolution:
+        return Resolution(deployment, previous_id, name, tuple(rows))
 
     sha, url = deployment.commit_sha, deployment.repository_url
     if not sha or not url:
@@ -174,7 +176,7 @@ def resolve(
 
 
 def _sequence_rows(
-    connection: sa.Connection, sequence: Sequence_, since: dt.datetime
+    connection: sa.Connection, sequence: SequenceKey, since: dt.datetime
 ) -> list[Deployment]:
     service, env = sequence
     rows = connection.execute(
@@ -219,8 +221,8 @@ def resolve_sequence(
 def _changes(
     connection: sa.Connection, overlap: dt.timedelta
 ) -> tuple[
-    dict[Sequence_, dt.datetime],
-    dict[Sequence_, dict[str, dt.datetime]],
+    dict[SequenceKey, dt.datetime],
+    dict[SequenceKey, dict[str, dt.datetime]],
     set[str],
     list[sa.Row],
     dt.datetime | None,
@@ -243,7 +245,7 @@ def _changes(
         )
         .where(d.deployment_id.is_(None))
     ).all()
-    earliest: dict[Sequence_, dt.datetime] = {}
+    earliest: dict[SequenceKey, dt.datetime] = {}
 
     def touch(service: str, env: str, moment: dt.datetime) -> None:
         key = (service, env)
@@ -259,7 +261,7 @@ def _changes(
             )
         ):
             touch(row.service, row.env, row.finished_at)  # where it was before
-    retry: dict[Sequence_, dict[str, dt.datetime]] = collections.defaultdict(dict)
+    retry: dict[SequenceKey, dict[str, dt.datetime]] = collections.defaultdict(dict)
     for row in connection.execute(
         sa.select(r.deployment_id, r.service, r.env, r.finished_at).where(r.outcome.in_(RETRIED))
     ):
