@@ -197,21 +197,33 @@ CREATE TEMP TABLE rollforward_failures AS
 SELECT f.deployment_id, r.deployment_id AS remedy, r.finished_at AS recovered
 FROM rolled_forward r JOIN d f ON f.service = r.service AND f.env = r.env AND f.pos = r.pos - 1;
 
-CREATE TEMP TABLE candidates AS
-SELECT i.incident_id, i.service, i.started_at, i.finished_at, i.commit_sha, i.version,
-       d.deployment_id, d.pos, d.finished_at AS deployed_at, d.commit_sha AS deployed_sha,
-       d.version AS deployed_version
-FROM incidents i
-JOIN d ON d.service = i.service AND d.env = i.env AND d.finished_at <= i.started_at
-WHERE i.service <> '';
+-- The latest deployment (in sequence order) finished at or before each moment, overall and
+-- per version and per commit: one row per finished_at, so an ASOF join picks exactly it.
+CREATE TEMP TABLE last_at AS
+SELECT service, env, finished_at, arg_max(deployment_id, pos) AS deployment_id
+FROM d GROUP BY service, env, finished_at;
+
+CREATE TEMP TABLE last_version_at AS
+SELECT service, env, version, finished_at, arg_max(deployment_id, pos) AS deployment_id
+FROM d WHERE version IS NOT NULL GROUP BY service, env, version, finished_at;
+
+CREATE TEMP TABLE last_commit_at AS
+SELECT service, env, commit_sha, finished_at, arg_max(deployment_id, pos) AS deployment_id
+FROM d WHERE commit_sha IS NOT NULL GROUP BY service, env, commit_sha, finished_at;
 
 CREATE TEMP TABLE latest AS
-SELECT incident_id, service, any_value(started_at) AS started_at,
-       any_value(finished_at) AS finished_at,
-       arg_max(deployment_id, pos) FILTER (WHERE deployed_sha = commit_sha) AS by_commit,
-       arg_max(deployment_id, pos) FILTER (WHERE deployed_version = version) AS by_version,
-       arg_max(deployment_id, pos) AS preceding, arg_max(deployed_at, pos) AS preceding_at
-FROM candidates GROUP BY incident_id, service;
+SELECT i.incident_id, i.service, i.started_at, i.finished_at,
+       c.deployment_id AS by_commit, v.deployment_id AS by_version,
+       p.deployment_id AS preceding, p.finished_at AS preceding_at
+FROM (SELECT * FROM incidents WHERE service <> '') i
+ASOF LEFT JOIN last_at p
+  ON p.service = i.service AND p.env = i.env AND i.started_at >= p.finished_at
+ASOF LEFT JOIN last_version_at v
+  ON v.service = i.service AND v.env = i.env AND v.version = i.version
+ AND i.started_at >= v.finished_at
+ASOF LEFT JOIN last_commit_at c
+  ON c.service = i.service AND c.env = i.env AND c.commit_sha = i.commit_sha
+ AND i.started_at >= c.finished_at;
 
 CREATE TEMP TABLE attributions AS
 SELECT incident_id, service, started_at, finished_at,
