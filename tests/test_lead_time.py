@@ -189,9 +189,11 @@ def test_commits_lead_times_and_the_daily_metric_are_hand_computed(
         "D3": "shipped",  # a rollback: its range is empty
         "D4": "shipped",
         "D5": "first",
-        "D7": "no_git",
         "D8": "gap",
     }
+    # A deployment without git keeps no range row; the metadata counts it.
+    (materialization,) = result.asset_materializations_for_node(dora_deployment_commits.name)
+    assert "| no_git | 1 |" in materialization.metadata["outcomes"].value
     assert checks(result) == {
         "repositories_reachable": True,
         "lead_times_not_negative": True,

@@ -301,8 +301,8 @@ dora_deployment_commits = sa.Table(
     ),
 )
 
-# What each deployment's commit range resolved to, and why none when none (see
-# dora_assets.lead_time): the warning checks and the retries read it.
+# What each deployment with git resolved to, and why none when none (see
+# dora_assets.lead_time.evaluate): the warning checks and the retries read it.
 deployment_commit_ranges = sa.Table(
     "deployment_commit_ranges",
     metadata,

@@ -300,6 +300,7 @@ def _write(
     rewritten: list[str] = []
     commit_rows: list[dict[str, object]] = []
     reranged: list[dict[str, object]] = []
+    unranged: list[str] = []
     for resolution in resolutions:
         deployment = resolution.deployment
         identifier = deployment.deployment_id
@@ -308,7 +309,11 @@ def _write(
         old_rows = stored_commits.get(identifier, set())
         old_range = stored_ranges.get(identifier)
         range_row = resolution.range_row(now)
-        if old_range is None or any(
+        if resolution.outcome == "no_git":
+            # Nothing to ship, retry or retract: a warehouse without git keeps no ranges.
+            if old_range is not None:
+                unranged.append(identifier)
+        elif old_range is None or any(
             old_range[name] != value for name, value in range_row.items() if name != "evaluated_at"
         ):
             reranged.append(range_row)
@@ -334,9 +339,10 @@ def _write(
         connection.execute(sa.delete(dora_deployment_commits).where(c.deployment_id.in_(rewritten)))
     if commit_rows:
         connection.execute(sa.insert(dora_deployment_commits), commit_rows)
-    if reranged:
-        stale = [row["deployment_id"] for row in reranged]
+    stale = unranged + [row["deployment_id"] for row in reranged]
+    if stale:
         connection.execute(sa.delete(deployment_commit_ranges).where(r.deployment_id.in_(stale)))
+    if reranged:
         connection.execute(sa.insert(deployment_commit_ranges), reranged)
     evaluated.rewritten += len(rewritten)
     return touched

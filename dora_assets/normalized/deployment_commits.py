@@ -83,6 +83,11 @@ def dora_deployment_commits_asset(
         outcomes = dict(
             connection.execute(sa.select(r.outcome, sa.func.count()).group_by(r.outcome)).all()
         )
+        outcomes["no_git"] = connection.execute(
+            sa.select(sa.func.count()).where(
+                sa.or_(d.commit_sha.is_(None), d.repository_url.is_(None))
+            )
+        ).scalar_one()
         metadata = table_metadata(
             connection,
             dora_deployment_commits,
