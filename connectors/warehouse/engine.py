@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,3 +72,16 @@ def create_engine(url: str | None = None, **kwargs: object) -> sa.Engine:
 
 def is_sqlite(engine: sa.Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+# SQLite admits one writer at a time, and a writer waiting for the lock (an API request)
+# polls it with growing sleeps, up to 100 ms: a batch job that commits and takes the lock
+# again at once can keep it out for as long as the job runs.
+WRITERS_PAUSE_MAX_S = 0.05
+
+
+def let_writers_in(engine: sa.Engine, write_seconds: float) -> None:
+    """Between two write transactions of a long job: on SQLite, pause as long as the last
+    write took (at most 50 ms), so writers waiting for the lock get it in between."""
+    if is_sqlite(engine):
+        time.sleep(min(write_seconds, WRITERS_PAUSE_MAX_S))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.config import ChangeFailureSettings
+from connectors.warehouse import let_writers_in
 from connectors.warehouse.schema import (
     changed_sequences,
     dora_deployments,
@@ -39,7 +41,9 @@ from dora_assets.change_failures.classify import (
     classify_sequence,
 )
 
-SEQUENCES_PER_TRANSACTION = 20
+# One sequence per write transaction (~0.3 s for 5,000 deployments), with a pause for
+# waiting writers between two: a batch of them under one lock stalled API writes.
+SEQUENCES_PER_TRANSACTION = 1
 RULES_STATE = "change_failures.rules"
 deployment, incident, attributed = dora_deployments.c, dora_incidents.c, dora_incident_deployments.c
 
@@ -218,6 +222,7 @@ def classify_changed(
     report = Classified()
     after: tuple[str, str] | None = None
     while True:
+        started = time.perf_counter()
         with engine.begin() as connection:
             position = sa.tuple_(changed_sequences.c.service, changed_sequences.c.env)
             batch = connection.execute(
@@ -243,6 +248,7 @@ def classify_changed(
                 ],
             )
         report.sequences += len(batch)
+        let_writers_in(engine, time.perf_counter() - started)
         after = (batch[-1][0], batch[-1][1])
         if on_progress and len(batch) == SEQUENCES_PER_TRANSACTION:
             on_progress(f"classified {report.sequences:,} changed (service, env) sequences")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,7 +28,7 @@ from connectors.git.command import shown_url
 from connectors.git.history import CommitGraph
 from connectors.git.mirror import Commit
 from connectors.timestamps import utcnow
-from connectors.warehouse import reading
+from connectors.warehouse import let_writers_in, reading
 from connectors.warehouse.schema import (
     deployment_commit_ranges,
     dora_change_lead_time_daily,
@@ -45,6 +46,8 @@ LONGEST_GAP = dt.timedelta(days=60)
 CHUNK_DEPLOYMENTS = 2000
 # From this many deployments to resolve, a repository's history is read whole.
 READ_WHOLE_HISTORY_FROM = 200
+# Up to this many changed deployments of a sequence are named in its query.
+MAX_CHANGED_LISTED = 500
 METRIC = dora_change_lead_time_daily.name
 # Outcomes that may resolve on a later run (after a fetch), so they are evaluated again.
 RETRIED = ("sha_not_in_mirror", "previous_not_in_mirror", "repository_unreachable")
@@ -176,9 +179,18 @@ def resolve(
 
 
 def _sequence_rows(
-    connection: sa.Connection, sequence: SequenceKey, since: dt.datetime
+    connection: sa.Connection, sequence: SequenceKey, since: dt.datetime, changed: set[str]
 ) -> list[Deployment]:
+    """The sequence's deployments finished since `since`: those with git (the only ones
+    that ship or serve as the previous one), and the `changed` ones (one that lost its git
+    loses its rows), unless so many changed that reading them all is cheaper."""
     service, env = sequence
+    with_git = sa.and_(d.commit_sha.is_not(None), d.repository_url.is_not(None))
+    wanted = (
+        sa.true()
+        if len(changed) > MAX_CHANGED_LISTED
+        else sa.or_(with_git, d.deployment_id.in_(sorted(changed)))
+    )
     rows = connection.execute(
         sa.select(
             d.deployment_id,
@@ -189,7 +201,7 @@ def _sequence_rows(
             d.commit_sha,
             d.repository_url,
         )
-        .where(d.service == service, d.env == env, d.finished_at >= since)
+        .where(d.service == service, d.env == env, d.finished_at >= since, wanted)
         .order_by(d.finished_at, d.started_at, d.deployment_id)
     )
     return [
@@ -223,12 +235,12 @@ def _changes(
 ) -> tuple[
     dict[SequenceKey, dt.datetime],
     dict[SequenceKey, dict[str, dt.datetime]],
-    set[str],
+    dict[SequenceKey, set[str]],
     list[sa.Row],
     dt.datetime | None,
 ]:
-    """Per sequence, the earliest changed point and the ids to retry; the changed ids;
-    the retracted ranges; the newest `ingested_at` seen."""
+    """Per sequence, the earliest changed point, the ids to retry and the changed ids; the
+    retracted ranges; the newest `ingested_at` seen."""
     watermark = read_watermark(connection, WATERMARK)
     since = watermark - overlap if watermark else None
     changed = connection.execute(
@@ -237,7 +249,9 @@ def _changes(
         )
     ).all()
     newest = max((row.ingested_at for row in changed), default=watermark)
-    changed_ids = {row.deployment_id for row in changed}
+    changed_ids: dict[SequenceKey, set[str]] = collections.defaultdict(set)
+    for row in changed:
+        changed_ids[(row.service, row.env)].add(row.deployment_id)
     retracted = connection.execute(
         sa.select(r.deployment_id, r.service, r.env, r.finished_at, r.finished_day, r.commits)
         .select_from(
@@ -253,7 +267,7 @@ def _changes(
 
     for row in [*changed, *retracted]:
         touch(row.service, row.env, row.finished_at)
-    ids = sorted(changed_ids)
+    ids = sorted(row.deployment_id for row in changed)
     for start in range(0, len(ids), CHUNK_DEPLOYMENTS):
         for row in connection.execute(
             sa.select(r.service, r.env, r.finished_at).where(
@@ -352,7 +366,8 @@ def evaluate_changed(engine: sa.Engine, overlap: dt.timedelta = REREAD_OVERLAP) 
     """Bring `dora_deployment_commits` up to date with what changed since the last run."""
     evaluated = Evaluated()
     with reading(engine) as connection:
-        earliest, retry, changed_ids, retracted, newest = _changes(connection, overlap)
+        earliest, retry, changed_by_sequence, retracted, newest = _changes(connection, overlap)
+        changed_ids = set().union(*changed_by_sequence.values())
         retries = sum(len(ids) for ids in retry.values())
         repositories = Repositories(
             connection, whole=len(changed_ids) + retries >= READ_WHOLE_HISTORY_FROM
@@ -363,7 +378,8 @@ def evaluate_changed(engine: sa.Engine, overlap: dt.timedelta = REREAD_OVERLAP) 
             retried = retry.get(sequence, {})
             # A previous deployment further back than the longest gap ships nothing anyway.
             since = min([point, *retried.values()]) - LONGEST_GAP
-            rows = _sequence_rows(connection, sequence, since)
+            changed = changed_by_sequence.get(sequence, set())
+            rows = _sequence_rows(connection, sequence, since, changed)
             resolutions += resolve_sequence(rows, point, set(retried), repositories)
     evaluated.deployments = len(resolutions)
     evaluated.retracted = len(retracted)
@@ -371,7 +387,10 @@ def evaluate_changed(engine: sa.Engine, overlap: dt.timedelta = REREAD_OVERLAP) 
         resolutions[start : start + CHUNK_DEPLOYMENTS]
         for start in range(0, len(resolutions), CHUNK_DEPLOYMENTS)
     ] or [[]]
+    written_in = 0.0
     for index, chunk in enumerate(chunks):
+        let_writers_in(engine, written_in)
+        started = time.perf_counter()
         with engine.begin() as connection:
             # Each chunk records the metric days it touched in its own transaction.
             touched = _write(connection, chunk, changed_ids, evaluated)
@@ -382,6 +401,7 @@ def evaluate_changed(engine: sa.Engine, overlap: dt.timedelta = REREAD_OVERLAP) 
             if index == len(chunks) - 1 and newest is not None:
                 lock_watermark(connection, WATERMARK)
                 save_watermark(connection, WATERMARK, newest)
+        written_in = time.perf_counter() - started
     return evaluated
 
 

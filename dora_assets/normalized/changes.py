@@ -17,13 +17,14 @@ history never holds the warehouse's write lock for long and API writes interleav
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from connectors.warehouse import reading
+from connectors.warehouse import let_writers_in, reading
 from connectors.warehouse.upsert import upsert
 from connectors.warehouse.watermarks import lock_watermark, read_watermark, save_watermark
 from dora_assets import changed_days
@@ -161,12 +162,13 @@ def _apply_chunk(
     keys: Sequence[str],
     applied: Applied,
     watermark: tuple[str, dt.datetime] | None = None,
-) -> None:
+) -> float:
     """Compare outside the write lock, then write in a short transaction (which also moves
     the watermark `(name, newest)`, when given); if another writer changed these rows in
-    between, compare again inside it."""
+    between, compare again inside it. The seconds the write took."""
     with reading(engine) as connection:
         plan = _plan(connection, normalization, keys)
+    started = time.perf_counter()
     with engine.begin() as connection:
         saved = lock_watermark(connection, watermark[0]) if watermark else None
         if _held(connection, normalization, keys) != plan.held:
@@ -175,6 +177,7 @@ def _apply_chunk(
         if watermark:
             name, newest = watermark
             save_watermark(connection, name, max(newest, saved or newest))
+    return time.perf_counter() - started
 
 
 def apply_feed(
@@ -203,13 +206,15 @@ def apply_feed(
         if not batch:
             return
         newest = batch[-1][0]
-        _apply_chunk(
+        written_in = _apply_chunk(
             engine, normalization, [key for _, key in batch], applied, (feed.watermark, newest)
         )
         after = (newest, batch[-1][1])
         chunks += 1
-        if on_progress and len(batch) == CHUNK_KEYS:
-            on_progress(f"{feed.watermark}: {chunks * CHUNK_KEYS:,} landing rows read so far")
+        if len(batch) == CHUNK_KEYS:
+            let_writers_in(engine, written_in)
+            if on_progress:
+                on_progress(f"{feed.watermark}: {chunks * CHUNK_KEYS:,} landing rows read so far")
 
 
 def apply_all(
@@ -235,10 +240,12 @@ def apply_all(
             )
         if not batch:
             return
-        _apply_chunk(engine, normalization, batch, applied)
+        written_in = _apply_chunk(engine, normalization, batch, applied)
         after = batch[-1]
-        if on_progress and len(batch) == CHUNK_KEYS:
-            on_progress(f"{normalization.table.name}: re-applied up to key {after!r}")
+        if len(batch) == CHUNK_KEYS:
+            let_writers_in(engine, written_in)
+            if on_progress:
+                on_progress(f"{normalization.table.name}: re-applied up to key {after!r}")
 
 
 def distinct_keys(selects: Iterable[sa.Select]) -> sa.Select:
