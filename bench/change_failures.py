@@ -63,6 +63,7 @@ from connectors.warehouse.schema import (
     dora_incidents,
 )
 from dora_assets.change_failures.apply import classify_changed
+from dora_assets.change_failures.classify import Classification
 from dora_assets.metrics.change_failures import change_failures_rows
 from dora_assets.metrics.failed_deployment_recovery import recovery_rows
 from dora_assets.metrics.rebuild import replace_days
@@ -71,15 +72,8 @@ from dora_assets.resources import WarehouseResource
 ROLLBACK_SHARE = 0.03
 HOTFIX_SHARE = 0.02
 VERSIONED_INCIDENT_SHARE = 0.1
-CLASSIFICATION = [
-    "change_failure",
-    "change_failure_reason",
-    "is_rollback",
-    "is_rollforward",
-    "remediation_type",
-    "remediation_deployment_id",
-    "recovered_at",
-]
+# The `dora_deployments` columns the classification decides.
+CLASSIFICATION = list(Classification.__dataclass_fields__)
 
 
 def with_versions(data: Dataset, seed: int = 5) -> Dataset:
