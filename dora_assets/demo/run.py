@@ -30,6 +30,7 @@ import yaml
 from connectors import settings
 from connectors.api.app import ApiSettings, create_app
 from connectors.client import DEPLOYMENTS_PATH, EventClient, event_body
+from connectors.git.command import GitError
 from connectors.pagerduty.compat_server import IncidentStore, ServerOptions, build_app
 from connectors.report.html import DEFAULT_REPORT_FILE
 from connectors.report.text import levels_table
@@ -118,6 +119,17 @@ def _pagerduty_account(first_day: dt.date, end_day: dt.date) -> IncidentStore:
     return store
 
 
+def _repositories(history: History) -> dict[str, str]:
+    """The services' repositories; without git on this machine, deployments carry none."""
+    try:
+        return build_repositories(history, DEMO_REPOSITORIES)
+    except GitError as error:
+        _progress(f"{error}: the demo's deployments carry no commits (no lead time)")
+        for deployment in history.deployments:
+            deployment.pop("git", None)
+        return {}
+
+
 def _write_demo_config(days: int, clone_urls: Mapping[str, str]) -> Path:
     DEMO_CONFIG_FILE.parent.mkdir(parents=True, exist_ok=True)
     document = {
@@ -199,13 +211,14 @@ def run_demo(days: int = 90) -> int:
     print(f"dora demo: {days} days of synthetic history into {shown_url}", flush=True)
 
     history = generate(first_day, end_day)
-    clone_urls = build_repositories(history, DEMO_REPOSITORIES)
+    clone_urls = _repositories(history)
     _progress(
         f"history {first_day} .. {end_day - dt.timedelta(days=1)}: {len(history.deployments)}"
         f" deployments, {len(history.pagerduty)} PagerDuty incidents,"
         f" {len(history.failures)} failures for the event API"
     )
-    _progress(f"git repositories of {len(clone_urls)} services: {DEMO_REPOSITORIES.resolve()}")
+    if clone_urls:
+        _progress(f"git repositories of {len(clone_urls)} services: {DEMO_REPOSITORIES.resolve()}")
     _land_api_events(history, engine)
     config_path = _write_demo_config(days, clone_urls)
     _progress(f"service catalog, PagerDuty mapping and git repositories: {config_path}")
