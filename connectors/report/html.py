@@ -230,17 +230,24 @@ def _weekly_values(trends: pd.DataFrame, scope: str, name: str, column: str) -> 
     return [None if pd.isna(value) else float(value) for value in rows[column]]
 
 
+def _scale(column: pd.Series) -> tuple[float, float]:
+    """One scale for a metric's column of charts: from 0 (or below) to its largest value."""
+    known = column.dropna()
+    if not len(known):
+        return 0.0, 1.0
+    return min(0.0, float(known.min())), float(known.max())
+
+
 def _trend_table(trends: pd.DataFrame) -> str:
     scopes = list(dict.fromkeys(zip(trends["scope"], trends["name"], strict=True)))
     weeks = sorted(set(trends["window_start"]))
     head = "".join(f"<th>{escape(metric.title)}</th>" for metric in TREND_METRICS)
+    scales = {metric.column: _scale(trends[metric.column]) for metric in TREND_METRICS}
     rows = []
     for scope, name in scopes:
         cells = []
         for metric in TREND_METRICS:
-            column = trends[metric.column].dropna()
-            low = min(0.0, float(column.min())) if len(column) else 0.0
-            high = float(column.max()) if len(column) else 1.0
+            low, high = scales[metric.column]
             values = _weekly_values(trends, scope, name, metric.column)
             latest = next((value for value in reversed(values) if value is not None), None)
             label = (
