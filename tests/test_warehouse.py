@@ -76,3 +76,58 @@ def test_revision_0004_adds_the_summary_to_a_warehouse_built_by_0003_with_data(
         ).all()
     assert kept == [("manual",)]
     engine.dispose()
+
+
+def test_migrations_build_every_index_the_schema_declares(warehouse_url: str) -> None:
+    engine = open_warehouse(warehouse_url)
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        built = {index["name"] for index in inspector.get_indexes(table.name)}
+        assert {index.name for index in table.indexes} <= built, table.name
+    engine.dispose()
+
+
+def test_revision_0006_indexes_incidents_of_a_warehouse_built_by_0005_with_data(
+    warehouse_url: str,
+) -> None:
+    import datetime as dt
+
+    from alembic import command
+
+    from connectors.warehouse import create_engine, upgrade
+    from connectors.warehouse.migrate import alembic_config
+
+    engine = create_engine(warehouse_url)
+    command.upgrade(alembic_config(engine), "0005")
+    assert "ix_dora_incidents_sequence" not in {
+        index["name"] for index in sa.inspect(engine).get_indexes("dora_incidents")
+    }
+    moment = dt.datetime(2025, 3, 1, 10)
+    incidents = metadata.tables["dora_incidents"]
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(incidents),
+            [
+                {
+                    "incident_id": "i1",
+                    "service": "checkout",
+                    "team": "payments",
+                    "env": "prod",
+                    "status": "resolved",
+                    "source": "api",
+                    "started_at": moment,
+                    "started_day": moment.date(),
+                    "ingested_at": moment,
+                }
+            ],
+        )
+
+    upgrade(engine)
+
+    assert is_current(engine)
+    assert "ix_dora_incidents_sequence" in {
+        index["name"] for index in sa.inspect(engine).get_indexes("dora_incidents")
+    }
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(incidents.c.incident_id)).all() == [("i1",)]
+    engine.dispose()

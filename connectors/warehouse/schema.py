@@ -255,6 +255,7 @@ dora_incidents = sa.Table(
     sa.Column("finished_day", sa.Date, nullable=True),
     sa.Index("ix_dora_incidents_started_day", "started_day", "service", "team", "env"),
     sa.Index("ix_dora_incidents_finished_day", "finished_day", "service", "team", "env"),
+    sa.Index("ix_dora_incidents_sequence", "service", "env"),
 )
 
 # Which deployment each incident (per affected service) is attributed to.

@@ -32,6 +32,7 @@ from connectors.warehouse.watermarks import lock_state, save_state
 from dora_assets import changed_days
 from dora_assets.change_failures import sequences
 from dora_assets.change_failures.classify import (
+    NOT_A_FAILURE,
     Attribution,
     Classification,
     Deployment,
@@ -89,58 +90,80 @@ def _shallow(instance: Any) -> dict[str, Any]:
 
 
 COLUMNS = (*Classification.__dataclass_fields__, "recovered_day")
+# What classification reads, then what `days_touched` needs, then what it decides: the
+# rows are plain tuples (thousands per sequence; a mapping each cost more than classifying).
+READ = (
+    deployment.deployment_id,
+    deployment.started_at,
+    deployment.finished_at,
+    deployment.commit_sha,
+    deployment.version,
+    deployment.custom_tags,
+    deployment.change_failure_patch,
+    deployment.team,
+    deployment.finished_day,
+    *(deployment[name] for name in COLUMNS),
+)
+STORED = READ.index(deployment[COLUMNS[0]])
 
 
-def _columns(classification: Classification) -> dict[str, Any]:
-    columns = _shallow(classification)
+def _values(classification: Classification) -> tuple[Any, ...]:
+    """`COLUMNS` in order."""
     recovered = classification.recovered_at
-    columns["recovered_day"] = recovered.date() if recovered else None
-    return columns
+    return (*_shallow(classification).values(), recovered.date() if recovered else None)
+
+
+NOT_A_FAILURE_VALUES = _values(NOT_A_FAILURE)
+
+
+def _tags(document: str) -> tuple[str, ...]:
+    return () if document == "[]" else tuple(json.loads(document))
 
 
 def _classify(
     connection: sa.Connection, service: str, env: str, rules: Rules, report: Classified
-) -> None:
-    rows = [
-        dict(row)
-        for row in connection.execute(
-            sa.select(dora_deployments).where(deployment.service == service, deployment.env == env)
-        ).mappings()
-    ]
+) -> set[changed_days.MetricDay]:
+    """Classify one sequence and write what changed; the metric days it touched."""
+    # Unordered: `classify_sequence` puts the sequence in order.
+    rows = connection.execute(
+        sa.select(*READ).where(deployment.service == service, deployment.env == env)
+    ).all()
     incidents = [
-        Incident(
-            row.incident_id,
-            row.service,
-            row.started_at,
-            row.finished_at,
-            row.commit_sha,
-            row.version,
-        )
+        Incident(*row)
         for row in connection.execute(
-            sa.select(dora_incidents).where(incident.service == service, incident.env == env)
+            sa.select(
+                incident.incident_id,
+                incident.service,
+                incident.started_at,
+                incident.finished_at,
+                incident.commit_sha,
+                incident.version,
+            ).where(incident.service == service, incident.env == env)
         )
     ]
     classified, attributions = classify_sequence(
-        [
-            Deployment(
-                row["deployment_id"],
-                row["started_at"],
-                row["finished_at"],
-                row["commit_sha"],
-                row["version"],
-                tuple(json.loads(row["custom_tags"])),
-                _patch(row["change_failure_patch"]),
-            )
-            for row in rows
-        ],
+        [Deployment(*row[:5], _tags(row[5]), _patch(row[6])) for row in rows],  # type: ignore[misc]
         incidents,
         rules,
     )
     pairs = []
     for row in rows:
-        wanted = _columns(classified[row["deployment_id"]])
-        if any(row[name] != value for name, value in wanted.items()):
-            pairs.append((row, {**row, **wanted}))
+        classification = classified[row[0]]
+        wanted = (
+            NOT_A_FAILURE_VALUES if classification is NOT_A_FAILURE else _values(classification)
+        )
+        stored = tuple(row[STORED:])
+        if stored != wanted:
+            kept = {
+                "deployment_id": row[0],
+                "service": service,
+                "env": env,
+                "team": row[7],
+                "finished_day": row[8],
+                "finished_at": row[2],
+            }
+            before = {**kept, **dict(zip(COLUMNS, stored, strict=True))}
+            pairs.append((before, {**kept, **dict(zip(COLUMNS, wanted, strict=True))}))
     if pairs:
         connection.execute(
             sa.update(dora_deployments)
@@ -148,11 +171,9 @@ def _classify(
             .values({name: sa.bindparam(name) for name in COLUMNS}),
             [{"key": after["deployment_id"], **_columns_of(after)} for _, after in pairs],
         )
-        touched = changed_days.days_touched(dora_deployments, pairs)
-        changed_days.record(connection, touched)
-        report.metric_days |= touched
         report.deployments_reclassified += len(pairs)
-    _write_attributions(connection, service, rows, incidents, attributions, report)
+    _write_attributions(connection, service, env, attributions, report)
+    return changed_days.days_touched(dora_deployments, pairs)
 
 
 def _columns_of(row: dict[str, Any]) -> dict[str, Any]:
@@ -162,8 +183,7 @@ def _columns_of(row: dict[str, Any]) -> dict[str, Any]:
 def _write_attributions(
     connection: sa.Connection,
     service: str,
-    rows: list[dict[str, Any]],
-    incidents: list[Incident],
+    env: str,
     attributions: list[Attribution],
     report: Classified,
 ) -> None:
@@ -177,8 +197,16 @@ def _write_attributions(
             sa.select(dora_incident_deployments).where(
                 attributed.service == service,
                 sa.or_(
-                    attributed.incident_id.in_([i.incident_id for i in incidents]),
-                    attributed.deployment_id.in_([row["deployment_id"] for row in rows]),
+                    attributed.incident_id.in_(
+                        sa.select(incident.incident_id).where(
+                            incident.service == service, incident.env == env
+                        )
+                    ),
+                    attributed.deployment_id.in_(
+                        sa.select(deployment.deployment_id).where(
+                            deployment.service == service, deployment.env == env
+                        )
+                    ),
                     ~still_there,
                 ),
             )
@@ -235,13 +263,16 @@ def classify_changed(
             ).all()
             if not batch:
                 return report
-            done = []
+            done, touched = [], set()
             for entry in batch:
-                _classify(connection, entry.service, entry.env, rules, report)
+                touched |= _classify(connection, entry.service, entry.env, rules, report)
                 done.append(entry)
                 if time.perf_counter() - started > TRANSACTION_BUDGET_S:
                     break
             batch = done
+            # Once per transaction: the sequences of a batch touch mostly the same days.
+            changed_days.record(connection, touched)
+            report.metric_days |= touched
             # An entry bumped by a change committed meanwhile stays for the next run.
             connection.execute(
                 sa.delete(changed_sequences).where(

@@ -15,8 +15,10 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import re
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 MANUAL, ROLLBACK, ROLLFORWARD, INCIDENT = "manual", "rollback", "rollforward", "incident"
 PRECEDENCE = (MANUAL, ROLLBACK, ROLLFORWARD, INCIDENT)
@@ -34,8 +36,9 @@ class Patch:
     remediation_version: str | None = None
 
 
-@dataclass(frozen=True)
-class Deployment:
+# Tuples, not dataclasses: a sequence of a busy service holds thousands of them, and a
+# frozen dataclass costs several times a tuple to build.
+class Deployment(NamedTuple):
     deployment_id: str
     started_at: dt.datetime
     finished_at: dt.datetime
@@ -53,8 +56,7 @@ class Deployment:
         return (self.finished_at, self.started_at, self.deployment_id)
 
 
-@dataclass(frozen=True)
-class Incident:
+class Incident(NamedTuple):
     """One `dora_incidents` row of the sequence's service and env."""
 
     incident_id: str
@@ -96,6 +98,10 @@ class Classification:
     recovered_at: dt.datetime | None = None
 
 
+# What most deployments are: one shared instance.
+NOT_A_FAILURE = Classification()
+
+
 @dataclass(frozen=True)
 class Attribution:
     """A `dora_incident_deployments` row."""
@@ -129,7 +135,8 @@ def classify_sequence(
 ) -> tuple[dict[str, Classification], list[Attribution]]:
     """Classify one (service, env) sequence; also attribute its incidents."""
     sequence = sorted(deployments, key=lambda deployment: deployment.order)
-    marks = {deployment.deployment_id: _Marks() for deployment in sequence}
+    # Only deployments something marks get an entry.
+    marks: defaultdict[str, _Marks] = defaultdict(_Marks)
     _detect_rollbacks(sequence, marks)
     _detect_rollforwards(sequence, marks, rules)
     _apply_patches(sequence, marks)
@@ -142,31 +149,30 @@ def classify_sequence(
     if rules.incidents_mark_deployments:
         _mark_attributed(sequence, incidents, attributions, marks)
     return {
-        deployment.deployment_id: _decide(deployment, marks[deployment.deployment_id])
+        deployment.deployment_id: _decide(deployment, marks.get(deployment.deployment_id))
         for deployment in sequence
     }, attributions
 
 
-def _detect_rollbacks(sequence: Sequence[Deployment], marks: dict[str, _Marks]) -> None:
+def _detect_rollbacks(sequence: Sequence[Deployment], marks: defaultdict[str, _Marks]) -> None:
     """A rollback deploys what an earlier deployment did, unlike the one just before it;
     the change failure is the first deployment after that earlier one."""
-    latest_position: dict[str, int] = {}
-    visible = [position for position, d in enumerate(sequence) if d.deployed is not None]
-    for rank, position in enumerate(visible):
-        deployment = sequence[position]
+    visible = [deployment for deployment in sequence if deployment.deployed is not None]
+    latest_rank: dict[str | None, int] = {}
+    previous: str | None = None
+    for rank, deployment in enumerate(visible):
         deployed = deployment.deployed
-        assert deployed is not None
-        target = latest_position.get(deployed)
-        previous = sequence[visible[rank - 1]] if rank else None
-        if target is not None and previous is not None and previous.deployed != deployed:
+        target = latest_rank.get(deployed)
+        # A target means an earlier visible deployment, so `previous` is set.
+        if target is not None and previous != deployed:
             marks[deployment.deployment_id].is_rollback = True
-            failed = sequence[next(p for p in visible if p > target)]
-            marks[failed.deployment_id].add(ROLLBACK, ROLLBACK, deployment)
-        latest_position[deployed] = position
+            marks[visible[target + 1].deployment_id].add(ROLLBACK, ROLLBACK, deployment)
+        latest_rank[deployed] = rank
+        previous = deployed
 
 
 def _detect_rollforwards(
-    sequence: Sequence[Deployment], marks: dict[str, _Marks], rules: Rules
+    sequence: Sequence[Deployment], marks: defaultdict[str, _Marks], rules: Rules
 ) -> None:
     for position, deployment in enumerate(sequence):
         if rules.is_rollforward(deployment):
@@ -186,7 +192,7 @@ def _remediation(sequence: Sequence[Deployment], position: int, patch: Patch) ->
     return None
 
 
-def _apply_patches(sequence: Sequence[Deployment], marks: dict[str, _Marks]) -> None:
+def _apply_patches(sequence: Sequence[Deployment], marks: defaultdict[str, _Marks]) -> None:
     for position, deployment in enumerate(sequence):
         patch = deployment.patch
         if patch is None or not patch.change_failure:
@@ -246,7 +252,7 @@ def _mark_attributed(
     sequence: Sequence[Deployment],
     incidents: Sequence[Incident],
     attributions: Sequence[Attribution],
-    marks: dict[str, _Marks],
+    marks: defaultdict[str, _Marks],
 ) -> None:
     """An attributed deployment recovers when the last of its incidents resolved."""
     finished = {(i.incident_id, i.service): i.finished_at for i in incidents}
@@ -260,7 +266,9 @@ def _mark_attributed(
         marks[deployment_id].reasons[INCIDENT] = (None, None, recovered)
 
 
-def _decide(deployment: Deployment, marks: _Marks) -> Classification:
+def _decide(deployment: Deployment, marks: _Marks | None) -> Classification:
+    if marks is None:
+        return NOT_A_FAILURE
     flags = Classification(is_rollback=marks.is_rollback, is_rollforward=marks.is_rollforward)
     stable = deployment.patch is not None and not deployment.patch.change_failure
     reason = next((r for r in PRECEDENCE if r in marks.reasons), None)
