@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import operator
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -53,7 +54,11 @@ class Deployment(NamedTuple):
 
     @property
     def order(self) -> tuple[dt.datetime, dt.datetime, str]:
-        return (self.finished_at, self.started_at, self.deployment_id)
+        return SEQUENCE_ORDER(self)
+
+
+# `Deployment.order` without a Python call per deployment.
+SEQUENCE_ORDER = operator.itemgetter(2, 1, 0)
 
 
 class Incident(NamedTuple):
@@ -77,12 +82,16 @@ class Rules:
     attribution_window: dt.timedelta = dt.timedelta(hours=24)
 
     def is_rollforward(self, deployment: Deployment) -> bool:
+        # Loops, not any() over generators: this runs for every deployment of a sequence.
         version = deployment.version or ""
-        return any(pattern.search(version) for pattern in self.rollforward_versions) or any(
-            pattern.search(tag)
-            for pattern in self.rollforward_tags
-            for tag in deployment.custom_tags
-        )
+        for pattern in self.rollforward_versions:
+            if pattern.search(version):
+                return True
+        for tag in deployment.custom_tags:
+            for pattern in self.rollforward_tags:
+                if pattern.search(tag):
+                    return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,7 @@ def classify_sequence(
     deployments: Sequence[Deployment], incidents: Sequence[Incident], rules: Rules
 ) -> tuple[dict[str, Classification], list[Attribution]]:
     """Classify one (service, env) sequence; also attribute its incidents."""
-    sequence = sorted(deployments, key=lambda deployment: deployment.order)
+    sequence = sorted(deployments, key=SEQUENCE_ORDER)
     # Only deployments something marks get an entry.
     marks: defaultdict[str, _Marks] = defaultdict(_Marks)
     _detect_rollbacks(sequence, marks)
@@ -149,7 +158,9 @@ def classify_sequence(
     if rules.incidents_mark_deployments:
         _mark_attributed(sequence, incidents, attributions, marks)
     return {
-        deployment.deployment_id: _decide(deployment, marks.get(deployment.deployment_id))
+        deployment.deployment_id: _decide(deployment, found)
+        if (found := marks.get(deployment.deployment_id))
+        else NOT_A_FAILURE
         for deployment in sequence
     }, attributions
 
@@ -266,9 +277,7 @@ def _mark_attributed(
         marks[deployment_id].reasons[INCIDENT] = (None, None, recovered)
 
 
-def _decide(deployment: Deployment, marks: _Marks | None) -> Classification:
-    if marks is None:
-        return NOT_A_FAILURE
+def _decide(deployment: Deployment, marks: _Marks) -> Classification:
     flags = Classification(is_rollback=marks.is_rollback, is_rollforward=marks.is_rollforward)
     stable = deployment.patch is not None and not deployment.patch.change_failure
     reason = next((r for r in PRECEDENCE if r in marks.reasons), None)
