@@ -10,7 +10,6 @@ still progress.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from connectors.git.command import GitError, shown_url
 from connectors.git.mirror import Commit, Mirrors
 from connectors.timestamps import utcnow
 from connectors.warehouse import reading
+from connectors.warehouse.bulk import executemany
 from connectors.warehouse.schema import dora_deployments, git_commits, git_repositories
 from connectors.warehouse.upsert import insert, upsert
 from connectors.warehouse.watermarks import lock_state, read_state, save_state
@@ -75,10 +75,10 @@ def _with_generations(connection: sa.Connection, url: str, new: list[Commit]) ->
             ).all()
         )
     numbered = []
-    for commit in new:
-        generation = 1 + max((known[p] for p in commit.parents if p in known), default=0)
-        known[commit.sha] = generation
-        numbered.append(dataclasses.replace(commit, generation=generation))
+    for sha, parents, authored_at, committed_at, _ in new:
+        generation = 1 + max([known[p] for p in parents if p in known] or [0])
+        known[sha] = generation
+        numbered.append(Commit(sha, parents, authored_at, committed_at, generation))
     return numbered
 
 
@@ -122,7 +122,8 @@ def sync_repositories(
         for index, chunk in enumerate(chunks or [[]]):
             with engine.begin() as connection:
                 if chunk:
-                    connection.execute(
+                    executemany(
+                        connection,
                         insert(git_commits, connection.dialect).on_conflict_do_nothing(),
                         [
                             {

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from connectors.config import ChangeFailureSettings
 from connectors.warehouse import let_writers_in, reading
+from connectors.warehouse.bulk import executemany
 from connectors.warehouse.schema import (
     changed_sequences,
     dora_deployments,
@@ -226,7 +227,8 @@ def _write(connection: sa.Connection, plans: list[_Plan], report: Classified) ->
     gone = [key for plan in plans for key in plan.attributions_gone]
     changed = [row for plan in plans for row in plan.attributions_changed]
     if pairs:
-        connection.execute(
+        executemany(
+            connection,
             sa.update(dora_deployments)
             .where(deployment.deployment_id == sa.bindparam("key"))
             .values({name: sa.bindparam(name) for name in COLUMNS}),
@@ -244,7 +246,7 @@ def _write(connection: sa.Connection, plans: list[_Plan], report: Classified) ->
             [{"gone_incident": incident_id, "gone_service": name} for incident_id, name in gone],
         )
     if changed:
-        connection.execute(upsert(dora_incident_deployments, connection.dialect), changed)
+        executemany(connection, upsert(dora_incident_deployments, connection.dialect), changed)
     touched = changed_days.days_touched(dora_deployments, pairs)
     changed_days.record(connection, touched)
     report.metric_days |= touched

@@ -29,6 +29,7 @@ from connectors.git.history import CommitGraph
 from connectors.git.mirror import Commit
 from connectors.timestamps import utcnow
 from connectors.warehouse import let_writers_in, reading
+from connectors.warehouse.bulk import executemany
 from connectors.warehouse.schema import (
     deployment_commit_ranges,
     dora_change_lead_time_daily,
@@ -352,12 +353,12 @@ def _write(
     if rewritten:
         connection.execute(sa.delete(dora_deployment_commits).where(c.deployment_id.in_(rewritten)))
     if commit_rows:
-        connection.execute(sa.insert(dora_deployment_commits), commit_rows)
+        executemany(connection, sa.insert(dora_deployment_commits), commit_rows)
     stale = unranged + [row["deployment_id"] for row in reranged]
     if stale:
         connection.execute(sa.delete(deployment_commit_ranges).where(r.deployment_id.in_(stale)))
     if reranged:
-        connection.execute(sa.insert(deployment_commit_ranges), reranged)
+        executemany(connection, sa.insert(deployment_commit_ranges), reranged)
     evaluated.rewritten += len(rewritten)
     return touched
 

@@ -1,0 +1,87 @@
+"""`executemany` stores exactly what `Connection.execute` would, on both databases."""
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from connectors.warehouse.bulk import executemany
+from connectors.warehouse.schema import dora_deployments, git_commits
+from connectors.warehouse.upsert import insert
+
+MOMENT = dt.datetime(2025, 3, 1, 10, 0, 0)  # no microseconds: SQLite still stores ".000000"
+
+
+def _commits(repository: str) -> list[dict[str, object]]:
+    return [
+        {
+            "repository_url": repository,
+            "commit_sha": f"{number:040x}",
+            "parents": "" if number == 0 else f"{number - 1:040x}",
+            "authored_at": MOMENT + dt.timedelta(seconds=number, microseconds=7 * number),
+            "committed_at": MOMENT,
+            "generation": number + 1,
+            "fetched_at": MOMENT,
+        }
+        for number in range(3)
+    ]
+
+
+def test_inserts_store_what_sqlalchemy_stores(warehouse: sa.Engine) -> None:
+    g = git_commits.c
+    with warehouse.begin() as connection:
+        statement = insert(git_commits, connection.dialect).on_conflict_do_nothing()
+        connection.execute(statement, _commits("by-sqlalchemy"))
+        executemany(connection, statement, _commits("in-bulk"))
+        executemany(connection, statement, _commits("in-bulk"))  # conflicts do nothing
+        executemany(connection, statement, [])
+
+    def stored(repository: str) -> list[tuple]:
+        columns = [g.commit_sha, g.parents, g.authored_at, g.committed_at, g.generation]
+        with warehouse.connect() as connection:
+            typed = connection.execute(
+                sa.select(*columns).where(g.repository_url == repository).order_by(g.commit_sha)
+            ).all()
+            # As other readers of the table (BI tools, dbt) see it.
+            text = connection.execute(
+                sa.select(*(sa.cast(column, sa.String) for column in columns))
+                .where(g.repository_url == repository)
+                .order_by(g.commit_sha)
+            ).all()
+        return [*typed, *text]
+
+    assert stored("in-bulk") == stored("by-sqlalchemy")
+    assert stored("in-bulk")[1][2] == MOMENT + dt.timedelta(seconds=1, microseconds=7)
+
+
+def test_an_update_by_its_own_parameter_keeps_constants(warehouse: sa.Engine) -> None:
+    d = dora_deployments.c
+    row = {
+        "service": "checkout",
+        "team": "payments",
+        "env": "prod",
+        "started_at": MOMENT,
+        "finished_at": MOMENT,
+        "finished_day": MOMENT.date(),
+        "source": "api",
+        "custom_tags": "[]",
+        "ingested_at": MOMENT,
+    }
+    with warehouse.begin() as connection:
+        connection.execute(
+            sa.insert(dora_deployments),
+            [{"deployment_id": name, **row} for name in ("a", "b", "c")],
+        )
+        executemany(
+            connection,
+            sa.update(dora_deployments)
+            .where(d.deployment_id == sa.bindparam("key"))
+            .values(recovered_at=sa.bindparam("recovered_at"), change_failure_reason="manual"),
+            [{"key": "a", "recovered_at": MOMENT}, {"key": "c", "recovered_at": None}],
+        )
+    with warehouse.connect() as connection:
+        found = connection.execute(
+            sa.select(d.deployment_id, d.recovered_at, d.change_failure_reason).order_by(
+                d.deployment_id
+            )
+        ).all()
+    assert found == [("a", MOMENT, "manual"), ("b", None, None), ("c", None, "manual")]
