@@ -87,7 +87,7 @@ def test_migrations_build_every_index_the_schema_declares(warehouse_url: str) ->
     engine.dispose()
 
 
-def test_revision_0006_indexes_incidents_of_a_warehouse_built_by_0005_with_data(
+def test_revision_0006_indexes_a_warehouse_built_by_0005_with_data(
     warehouse_url: str,
 ) -> None:
     import datetime as dt
@@ -125,8 +125,12 @@ def test_revision_0006_indexes_incidents_of_a_warehouse_built_by_0005_with_data(
     upgrade(engine)
 
     assert is_current(engine)
+    inspector = sa.inspect(engine)
     assert "ix_dora_incidents_sequence" in {
-        index["name"] for index in sa.inspect(engine).get_indexes("dora_incidents")
+        index["name"] for index in inspector.get_indexes("dora_incidents")
+    }
+    assert "ix_dora_incident_deployments_service" in {
+        index["name"] for index in inspector.get_indexes("dora_incident_deployments")
     }
     with engine.connect() as connection:
         assert connection.execute(sa.select(incidents.c.incident_id)).all() == [("i1",)]

@@ -263,7 +263,7 @@ dora_incident_deployments = sa.Table(
     "dora_incident_deployments",
     metadata,
     sa.Column("incident_id", sa.String(255), primary_key=True),
-    sa.Column("service", sa.String(255), primary_key=True),
+    sa.Column("service", sa.String(255), primary_key=True, index=True),
     sa.Column(
         "deployment_id",
         sa.String(255),
