@@ -42,7 +42,7 @@ from dora_assets import changed_days
 from dora_assets.change_failures.apply import classify_changed
 from dora_assets.metrics.change_failure_rate import change_failure_rate_rows
 from dora_assets.metrics.rebuild import replace_days
-from dora_assets.normalized.changes import CHUNK_KEYS
+from dora_assets.normalized.changes import CHUNK_KEYS, MIN_CHUNK_KEYS
 from dora_assets.normalized.deployments import deployment_sources
 from dora_assets.normalized.refresh import refresh
 from dora_assets.resources import WarehouseResource
@@ -107,8 +107,9 @@ def test_a_refresh_killed_mid_run_leaves_whole_chunks_and_the_next_run_converges
 
     applied = count(warehouse, dora_deployments)
     assert 0 < applied < total
-    # Each chunk commits with its watermark, or not at all.
-    assert applied % CHUNK_KEYS == 0
+    # Each chunk commits with its watermark, or not at all (chunks shrink from CHUNK_KEYS
+    # by halves when writes are slow, down to MIN_CHUNK_KEYS).
+    assert applied % MIN_CHUNK_KEYS == 0
     with warehouse.connect() as connection:
         watermark = connection.execute(
             sa.select(ingest_state.c.value).where(ingest_state.c.name == DEPLOYMENTS_WATERMARK)
@@ -307,3 +308,16 @@ def test_a_warehouse_built_by_revision_0001_upgrades_in_place_and_refreshes(
         assert set(recorded) == {(CFR, moment.date()), (TTR, moment.date())}
     engine.dispose()
     open_warehouse(warehouse_url).dispose()  # current: a no-op
+
+
+def test_chunks_halve_after_a_slow_write_and_grow_back_after_quick_ones() -> None:
+    from dora_assets.normalized.changes import WRITE_BUDGET_S, _next_size
+
+    sizes = [CHUNK_KEYS]
+    for _ in range(6):
+        sizes.append(_next_size(sizes[-1], WRITE_BUDGET_S * 2))
+    assert sizes == [2000, 1000, 500, 250, 125, 125, 125]
+    assert _next_size(500, WRITE_BUDGET_S / 2) == 500  # within budget: kept
+    assert _next_size(125, WRITE_BUDGET_S / 5) == 250
+    assert _next_size(CHUNK_KEYS, 0.0) == CHUNK_KEYS
+    assert all(size % MIN_CHUNK_KEYS == 0 for size in sizes)
