@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from incremental_support import (
+    NO_OVERLAP,
+    classification_snapshot,
+    classify_from_scratch,
     normalized_rows,
     recomputed_normalized,
     refresh_all,
@@ -321,3 +325,68 @@ def test_chunks_halve_after_a_slow_write_and_grow_back_after_quick_ones() -> Non
     assert _next_size(125, WRITE_BUDGET_S / 5) == 250
     assert _next_size(CHUNK_KEYS, 0.0) == CHUNK_KEYS
     assert all(size % MIN_CHUNK_KEYS == 0 for size in sizes)
+
+
+def test_changes_committed_while_sequences_are_classified_are_classified_by_the_next_run(
+    warehouse: sa.Engine,
+) -> None:
+    """The classification reads a batch of sequences outside the write lock, then writes:
+    a sequence changed in between keeps its entry in the changed-sequences record (its
+    `changed_at` moved), so the next run classifies it from what the change left."""
+    events = EventStore(warehouse)
+    first = dt.datetime(2025, 3, 1)
+    sequences = [f"svc{number:02d}" for number in range(20)]
+
+    def deployment(identifier: str, service: str, minute: int, version: str) -> DeploymentEvent:
+        moment = first + dt.timedelta(minutes=minute)
+        return DeploymentEvent(
+            id=identifier,
+            service=service,
+            env="prod",
+            version=version,
+            started_at=moment,
+            finished_at=moment + dt.timedelta(seconds=30),
+        )
+
+    # Long sequences, so reading the batch takes a while: v0, v1, v2, v3, v4, v0, ...
+    events.upsert_deployments(
+        [
+            deployment(f"{service}-{n:04d}", service, n, f"v{n % 5}")
+            for service in sequences
+            for n in range(400)
+        ]
+    )
+    config = DoraConfig()
+    refresh_all(warehouse, config)
+    classify_from_scratch(warehouse, config)  # every sequence in the record, classified
+    with warehouse.begin() as connection:
+        connection.execute(
+            sa.insert(changed_sequences),
+            [{"service": service, "env": "prod", "changed_at": first} for service in sequences],
+        )
+
+    warmed_up = threading.Event()
+
+    def land(service: str, identifier: str) -> None:
+        events.upsert_deployments([deployment(identifier, service, 10_000, "v0")])
+        sources = deployment_sources(config)
+        refresh(warehouse, dora_deployments.name, sources, config, None, NO_OVERLAP)
+
+    def land_rollbacks_meanwhile() -> None:
+        land("warm-up", "warm-up")  # a first refresh costs more than the next ones
+        warmed_up.set()
+        # One change per sequence, in the order the classification reads them: each a
+        # rollback to v0 that makes the deployment after the last v0 a change failure.
+        for service in sequences:
+            land(service, f"{service}-late")
+
+    writer = threading.Thread(target=land_rollbacks_meanwhile)
+    writer.start()
+    warmed_up.wait()
+    classify_changed(warehouse, config.change_failures)
+    writer.join()
+
+    refresh_all(warehouse, config)
+    incremental = classification_snapshot(warehouse)
+    classify_from_scratch(warehouse, config)
+    assert classification_snapshot(warehouse) == incremental

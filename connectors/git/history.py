@@ -48,8 +48,10 @@ class CommitGraph:
         return cls(commits)
 
     def _fetch(self, shas: Iterable[str]) -> None:
+        if self._load is None:
+            return
         wanted = {sha for sha in shas if sha not in self.commits and sha not in self._absent}
-        if not wanted or self._load is None:
+        if not wanted:
             return
         for commit in self._load(wanted):
             self.commits[commit.sha] = commit

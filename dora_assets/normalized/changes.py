@@ -217,10 +217,8 @@ def apply_feed(
         )
         after = (newest, batch[-1][1])
         read += len(batch)
-        if len(batch) < size:
+        if (size := _next_chunk(engine, size, len(batch), written_in)) is None:
             return
-        let_writers_in(engine, written_in)
-        size = _next_size(size, written_in)
         if on_progress:
             on_progress(f"{feed.watermark}: {read:,} landing rows read so far")
 
@@ -250,12 +248,19 @@ def apply_all(
             return
         written_in = _apply_chunk(engine, normalization, batch, applied)
         after = batch[-1]
-        if len(batch) < size:
+        if (size := _next_chunk(engine, size, len(batch), written_in)) is None:
             return
-        let_writers_in(engine, written_in)
-        size = _next_size(size, written_in)
         if on_progress:
             on_progress(f"{normalization.table.name}: re-applied up to key {after!r}")
+
+
+def _next_chunk(engine: sa.Engine, size: int, listed: int, written_in: float) -> int | None:
+    """After a chunk of `size` keys asked, `listed` found: None when it was the last; else
+    let waiting writers in, and the next chunk's size."""
+    if listed < size:
+        return None
+    let_writers_in(engine, written_in)
+    return _next_size(size, written_in)
 
 
 def _next_size(size: int, written_in: float) -> int:
