@@ -1,8 +1,18 @@
-import sqlalchemy as sa
+import datetime as dt
 
-from connectors.warehouse import open_warehouse
-from connectors.warehouse.migrate import is_current
+import sqlalchemy as sa
+from alembic import command
+
+from connectors.warehouse import create_engine, open_warehouse, upgrade
+from connectors.warehouse.migrate import alembic_config, is_current
 from connectors.warehouse.schema import metadata
+
+
+def built_by(warehouse_url: str, revision: str) -> sa.Engine:
+    """A warehouse as the migrations up to `revision` left it."""
+    engine = create_engine(warehouse_url)
+    command.upgrade(alembic_config(engine), revision)
+    return engine
 
 
 def test_migrations_create_every_table_and_are_idempotent(warehouse_url: str) -> None:
@@ -33,15 +43,7 @@ def test_default_sqlite_folder_is_created(tmp_path, monkeypatch) -> None:
 def test_revision_0004_adds_the_summary_to_a_warehouse_built_by_0003_with_data(
     warehouse_url: str,
 ) -> None:
-    import datetime as dt
-
-    from alembic import command
-
-    from connectors.warehouse import create_engine, upgrade
-    from connectors.warehouse.migrate import alembic_config
-
-    engine = create_engine(warehouse_url)
-    command.upgrade(alembic_config(engine), "0003")
+    engine = built_by(warehouse_url, "0003")
     old = sa.MetaData()
     old.reflect(engine)
     assert "dora_summary" not in old.tables
@@ -90,15 +92,7 @@ def test_migrations_build_every_index_the_schema_declares(warehouse_url: str) ->
 def test_revision_0006_indexes_a_warehouse_built_by_0005_with_data(
     warehouse_url: str,
 ) -> None:
-    import datetime as dt
-
-    from alembic import command
-
-    from connectors.warehouse import create_engine, upgrade
-    from connectors.warehouse.migrate import alembic_config
-
-    engine = create_engine(warehouse_url)
-    command.upgrade(alembic_config(engine), "0005")
+    engine = built_by(warehouse_url, "0005")
     assert "ix_dora_incidents_sequence" not in {
         index["name"] for index in sa.inspect(engine).get_indexes("dora_incidents")
     }
