@@ -106,7 +106,7 @@ READ = (
     deployment.finished_day,
     *(deployment[name] for name in COLUMNS),
 )
-STORED = READ.index(deployment[COLUMNS[0]])
+STORED = len(READ) - len(COLUMNS)  # where the stored classification starts
 
 
 def _values(classification: Classification) -> tuple[Any, ...]:
