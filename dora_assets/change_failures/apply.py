@@ -156,7 +156,7 @@ def _plan(connection: sa.Connection, service: str, env: str, rules: Rules) -> _P
         )
     ]
     classified, attributions = classify_sequence(
-        [Deployment(*row[:5], _tags(row[5]), _patch(row[6])) for row in rows],  # type: ignore[misc]
+        [Deployment(*row[:5], _tags(row[5]), _patch(row[6])) for row in rows],
         incidents,
         rules,
     )
@@ -287,9 +287,11 @@ def classify_changed(
             if not entries:
                 return report
             plans: list[_Plan] = []
+            writes = 0
             for entry in entries:
                 plans.append(_plan(connection, entry.service, entry.env, rules))
-                if sum(plan.writes for plan in plans) >= WRITES_PER_TRANSACTION:
+                writes += plans[-1].writes
+                if writes >= WRITES_PER_TRANSACTION:
                     break
         batch = entries[: len(plans)]
         started = time.perf_counter()
