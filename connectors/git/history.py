@@ -13,6 +13,7 @@ to be visited is reachable from SHA alone, so its cost follows the size of the r
 from __future__ import annotations
 
 import heapq
+import operator
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from connectors.git.mirror import Commit
 
 MAX_COMMITS = 5000
 _FROM_SHA, _FROM_PREVIOUS = 1, 2
+# `git log`'s order, newest first once reversed: (committed_at, sha).
+_LOG_ORDER = operator.itemgetter(3, 0)
 
 
 @dataclass(frozen=True)
@@ -97,18 +100,23 @@ class CommitGraph:
         heapq.heapify(queue)
         only_from_sha = sum(1 for _, tip in queue if marks[tip] == _FROM_SHA)
         in_range: list[Commit] = []
+        commits = self.commits
         while queue and only_from_sha:
             _, current = heapq.heappop(queue)
             mark = marks[current]
+            commit = commits[current]
             if mark == _FROM_SHA:
                 only_from_sha -= 1
-                in_range.append(self.commits[current])
-            for parent_commit in self._parents(self.commits[current]):
+                in_range.append(commit)
+            for parent_commit in self._parents(commit):
                 parent = parent_commit.sha
                 before = marks.get(parent)
                 after = (before or 0) | mark
                 if before is None:
-                    heapq.heappush(queue, (-self.generation(parent), parent))
+                    # A stored generation is final: no call to `generation` (one per commit
+                    # walked) for the history a whole-graph read brings.
+                    depth = parent_commit.generation or self.generation(parent)
+                    heapq.heappush(queue, (-depth, parent))
                     only_from_sha += after == _FROM_SHA
                 elif after != before:
                     # Reached from PREV's side too: it leaves the range.
@@ -116,7 +124,7 @@ class CommitGraph:
                 marks[parent] = after
         listed = sorted(
             (commit for commit in in_range if not commit.is_merge),
-            key=lambda commit: (commit.committed_at, commit.sha),
+            key=_LOG_ORDER,
             reverse=True,
         )
         return Shipped(listed[:limit], capped=len(listed) > limit)

@@ -11,12 +11,14 @@ still progress.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from connectors.gc_pause import gc_paused
 from connectors.git.command import GitError, shown_url
 from connectors.git.mirror import Commit, Mirrors
 from connectors.timestamps import utcnow
@@ -29,6 +31,7 @@ from connectors.warehouse.watermarks import lock_state, read_state, save_state
 # Rows per insert transaction: a first clone of a large history never holds the
 # warehouse's write lock for long.
 INSERT_CHUNK = 5000
+_BY_SHA = operator.attrgetter("sha")
 
 
 @dataclass
@@ -93,6 +96,7 @@ def _listed_since(mirrors: Mirrors, path: Path, known_tips: set[str]) -> list[Co
     return list(mirrors.commits(path))
 
 
+@gc_paused()
 def sync_repositories(
     engine: sa.Engine, mirrors: Mirrors, progress: Callable[[str], None] = lambda _: None
 ) -> Synced:
@@ -118,22 +122,27 @@ def sync_repositories(
         with reading(engine) as connection:
             new = _with_generations(connection, shown, listed)
         fetched_at = utcnow()
-        chunks = [new[start : start + INSERT_CHUNK] for start in range(0, len(new), INSERT_CHUNK)]
+        # In key order: each chunk then dirties a run of neighbouring index pages, not pages
+        # all over the index, which halves what SQLite writes and fsyncs per commit.
+        landing = sorted(new, key=_BY_SHA)
+        chunks = [
+            landing[start : start + INSERT_CHUNK] for start in range(0, len(landing), INSERT_CHUNK)
+        ]
         for index, chunk in enumerate(chunks or [[]]):
             with engine.begin() as connection:
                 if chunk:
                     executemany(
                         connection,
-                        insert(git_commits, connection.dialect).on_conflict_do_nothing(),
+                        insert(git_commits, connection.dialect)
+                        .values(repository_url=shown, fetched_at=fetched_at)
+                        .on_conflict_do_nothing(),
                         [
                             {
-                                "repository_url": shown,
                                 "commit_sha": commit.sha,
                                 "parents": " ".join(commit.parents),
                                 "authored_at": commit.authored_at,
                                 "committed_at": commit.committed_at,
                                 "generation": commit.generation,
-                                "fetched_at": fetched_at,
                             }
                             for commit in chunk
                         ],

@@ -6,11 +6,17 @@ classification that is most of the write. Here the statement is compiled once by
 connection's dialect, each value is converted by its parameter type's own bind processor
 (so a SQLite timestamp is stored exactly as SQLAlchemy stores it), and the driver's
 `executemany` gets plain tuples (or dictionaries, for a named paramstyle).
+
+SQLAlchemy's SQLite timestamp processor fills a format from a dictionary (~3.5 µs a
+value, most of a landed commit's cost); `datetime.isoformat` writes the same text in a
+third of that, and is used only once it has been seen to agree with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,21 +32,37 @@ def executemany(
     dialect = connection.dialect
     compiled = statement.compile(dialect=dialect, column_keys=list(rows[0]))
     names = list(compiled.positiontup or compiled.binds)
-    binds = [compiled.binds[name] for name in names]
-    converted = [
-        (index, convert)
-        for index, bind in enumerate(binds)
-        if (convert := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-    ]
-
-    def values(row: Mapping[str, Any]) -> list[Any]:
-        found = [row.get(bind.key, bind.value) for bind in binds]
-        for index, convert in converted:
-            found[index] = convert(found[index])
-        return found
-
-    parameters: list[Any] = [
-        tuple(values(row)) if compiled.positional else dict(zip(names, values(row), strict=True))
-        for row in rows
-    ]
+    # Column by column: one bind processor mapped over a column costs a fraction of a
+    # Python call per value, and a constant of the statement is converted once.
+    columns: list[Iterable[Any]] = []
+    for name in names:
+        bind = compiled.binds[name]
+        convert = _bind_processor(bind.type, dialect)
+        if bind.key in rows[0]:
+            given = [row[bind.key] for row in rows]
+            columns.append(list(map(convert, given)) if convert else given)
+        else:
+            columns.append(repeat(convert(bind.value) if convert else bind.value, len(rows)))
+    parameters: list[Any] = (
+        list(zip(*columns, strict=True))
+        if compiled.positional
+        else [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+    )
     connection.exec_driver_sql(compiled.string, parameters)
+
+
+# Microseconds and a year under 1000: where two ways of writing a timestamp could differ.
+_PROBE = dt.datetime(987, 6, 5, 4, 3, 2, 10)
+
+
+def _bind_processor(type_: sa.types.TypeEngine[Any], dialect: sa.Dialect) -> Any:
+    convert = type_.dialect_impl(dialect).bind_processor(dialect)
+    if convert is None or not isinstance(type_, sa.DateTime) or dialect.name != "sqlite":
+        return convert
+
+    def as_text(value: Any) -> Any:
+        if value.__class__ is dt.datetime and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return convert(value)
+
+    return as_text if as_text(_PROBE) == convert(_PROBE) else convert

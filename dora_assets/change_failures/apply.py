@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.config import ChangeFailureSettings
+from connectors.gc_pause import gc_paused
 from connectors.warehouse import let_writers_in, reading
 from connectors.warehouse.bulk import executemany
 from connectors.warehouse.schema import (
@@ -265,6 +266,7 @@ def _enter_all_when_rules_changed(engine: sa.Engine, settings: ChangeFailureSett
         save_state(connection, RULES_STATE, document)
 
 
+@gc_paused()
 def classify_changed(
     engine: sa.Engine,
     settings: ChangeFailureSettings,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from connectors.gc_pause import gc_paused
 from connectors.git.command import shown_url
 from connectors.git.history import CommitGraph
 from connectors.git.mirror import Commit
@@ -122,7 +123,9 @@ class Repositories:
             query = query.where(g.commit_sha.in_(sorted(shas)))
         return [
             Commit(sha, tuple(parents.split()), authored, committed, generation)
-            for sha, parents, authored, committed, generation in self._connection.execute(query)
+            for sha, parents, authored, committed, generation in self._connection.execute(
+                query
+            ).all()
         ]
 
     def graph(self, url: str) -> CommitGraph | None:
@@ -352,17 +355,19 @@ def _write(
                 touched.add((METRIC, old_range["finished_day"]))
     if rewritten:
         connection.execute(sa.delete(dora_deployment_commits).where(c.deployment_id.in_(rewritten)))
-    if commit_rows:
-        executemany(connection, sa.insert(dora_deployment_commits), commit_rows)
+    # Inserted in key order, for the reason `connectors.git.ingest` lands commits so.
+    commit_rows.sort(key=lambda row: (row["deployment_id"], row["commit_sha"]))
+    executemany(connection, sa.insert(dora_deployment_commits), commit_rows)
     stale = unranged + [row["deployment_id"] for row in reranged]
     if stale:
         connection.execute(sa.delete(deployment_commit_ranges).where(r.deployment_id.in_(stale)))
-    if reranged:
-        executemany(connection, sa.insert(deployment_commit_ranges), reranged)
+    reranged.sort(key=lambda row: row["deployment_id"])
+    executemany(connection, sa.insert(deployment_commit_ranges), reranged)
     evaluated.rewritten += len(rewritten)
     return touched
 
 
+@gc_paused()
 def evaluate_changed(engine: sa.Engine, overlap: dt.timedelta = REREAD_OVERLAP) -> Evaluated:
     """Bring `dora_deployment_commits` up to date with what changed since the last run."""
     evaluated = Evaluated()
