@@ -11,8 +11,10 @@ rebuild runs survives it and is picked up by the next one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import operator
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +31,8 @@ from connectors.warehouse.schema import (
 )
 from connectors.warehouse.upsert import insert
 
+Row = Mapping[str, Any]
+
 
 @dataclass(frozen=True)
 class Tally:
@@ -40,12 +44,14 @@ class Tally:
     day_column: str
     measures: tuple[str, ...] = ()
 
-    def counted_as(self, row: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    @cached_property
+    def _key(self) -> Callable[[Row], tuple[Any, ...]]:
+        return operator.itemgetter(self.day_column, "service", "team", "env", *self.measures)
+
+    def counted_as(self, row: Row | None) -> tuple[Any, ...] | None:
         if row is None or row[self.day_column] is None:
             return None
-        return tuple(
-            row[name] for name in (self.day_column, "service", "team", "env", *self.measures)
-        )
+        return self._key(row)
 
 
 TALLIES: dict[str, tuple[Tally, ...]] = {
@@ -69,7 +75,6 @@ TALLIES: dict[str, tuple[Tally, ...]] = {
 }
 
 MetricDay = tuple[str, dt.date]
-Row = Mapping[str, Any]
 
 
 def days_touched(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from connectors.warehouse.engine import create_engine, is_sqlite, let_writers_in, reading
+from connectors.warehouse.engine import WriteTurns, create_engine, is_sqlite, reading
 from connectors.warehouse.migrate import upgrade
 
 
@@ -15,4 +15,4 @@ def open_warehouse(url: str | None = None, **engine_kwargs: object) -> sa.Engine
     return engine
 
 
-__all__ = ["create_engine", "is_sqlite", "let_writers_in", "open_warehouse", "reading", "upgrade"]
+__all__ = ["WriteTurns", "create_engine", "is_sqlite", "open_warehouse", "reading", "upgrade"]

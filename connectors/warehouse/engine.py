@@ -80,8 +80,24 @@ def is_sqlite(engine: sa.Engine) -> bool:
 WRITERS_PAUSE_MAX_S = 0.05
 
 
-def let_writers_in(engine: sa.Engine, write_seconds: float) -> None:
-    """Between two write transactions of a long job: on SQLite, pause as long as the last
-    write took (at most 50 ms), so writers waiting for the lock get it in between."""
-    if is_sqlite(engine):
-        time.sleep(min(write_seconds, WRITERS_PAUSE_MAX_S))
+class WriteTurns:
+    """The write transactions of a long job. On SQLite each one begins only once a pause as
+    long as the job's previous one took (at most 50 ms) has passed since that one
+    committed, so writers waiting for the lock get it in between; what the job does
+    meanwhile without the lock (reading, classifying) counts toward the pause."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.last_write_s = 0.0
+        self._lock_free_until = 0.0
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        if is_sqlite(self.engine):
+            time.sleep(max(0.0, self._lock_free_until - time.perf_counter()))
+        started = time.perf_counter()
+        with self.engine.begin() as connection:
+            yield connection
+        committed = time.perf_counter()
+        self.last_write_s = committed - started
+        self._lock_free_until = committed + min(self.last_write_s, WRITERS_PAUSE_MAX_S)

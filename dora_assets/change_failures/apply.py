@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ import sqlalchemy as sa
 
 from connectors.config import ChangeFailureSettings
 from connectors.gc_pause import gc_paused
-from connectors.warehouse import let_writers_in, reading
+from connectors.warehouse import WriteTurns, reading
 from connectors.warehouse.bulk import executemany
 from connectors.warehouse.schema import (
     changed_sequences,
@@ -276,6 +275,7 @@ def classify_changed(
     _enter_all_when_rules_changed(engine, settings)
     rules = rules_from(settings)
     report = Classified()
+    turns = WriteTurns(engine)
     after: tuple[str, str] | None = None
     while True:
         with reading(engine) as connection:
@@ -296,8 +296,7 @@ def classify_changed(
                 if writes >= WRITES_PER_TRANSACTION:
                     break
         batch = entries[: len(plans)]
-        started = time.perf_counter()
-        with engine.begin() as connection:
+        with turns.begin() as connection:
             _write(connection, plans, report)
             # An entry bumped by a change committed since it was read stays for the next run.
             connection.execute(
@@ -312,7 +311,6 @@ def classify_changed(
                 ],
             )
         report.sequences += len(batch)
-        let_writers_in(engine, time.perf_counter() - started)
         after = (batch[-1][0], batch[-1][1])
         if on_progress:
             on_progress(f"classified {report.sequences:,} changed (service, env) sequences")

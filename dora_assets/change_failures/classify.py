@@ -18,7 +18,7 @@ import operator
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 MANUAL, ROLLBACK, ROLLFORWARD, INCIDENT = "manual", "rollback", "rollforward", "incident"
@@ -168,16 +168,15 @@ def classify_sequence(
 def _detect_rollbacks(sequence: Sequence[Deployment], marks: defaultdict[str, _Marks]) -> None:
     """A rollback deploys what an earlier deployment did, unlike the one just before it;
     the change failure is the first deployment after that earlier one."""
-    visible = [deployment for deployment in sequence if deployment.deployed is not None]
-    latest_rank: dict[str | None, int] = {}
+    visible = [(d, deployed) for d in sequence if (deployed := d.deployed) is not None]
+    latest_rank: dict[str, int] = {}
     previous: str | None = None
-    for rank, deployment in enumerate(visible):
-        deployed = deployment.deployed
+    for rank, (deployment, deployed) in enumerate(visible):
         target = latest_rank.get(deployed)
         # A target means an earlier visible deployment, so `previous` is set.
         if target is not None and previous != deployed:
             marks[deployment.deployment_id].is_rollback = True
-            marks[visible[target + 1].deployment_id].add(ROLLBACK, ROLLBACK, deployment)
+            marks[visible[target + 1][0].deployment_id].add(ROLLBACK, ROLLBACK, deployment)
         latest_rank[deployed] = rank
         previous = deployed
 
@@ -278,16 +277,16 @@ def _mark_attributed(
 
 
 def _decide(deployment: Deployment, marks: _Marks) -> Classification:
-    flags = Classification(is_rollback=marks.is_rollback, is_rollforward=marks.is_rollforward)
     stable = deployment.patch is not None and not deployment.patch.change_failure
     reason = next((r for r in PRECEDENCE if r in marks.reasons), None)
     if stable or reason is None:
-        return flags
+        return Classification(is_rollback=marks.is_rollback, is_rollforward=marks.is_rollforward)
     kind, remedy_id, recovered = marks.reasons[reason]
-    return replace(
-        flags,
+    return Classification(
         change_failure=True,
         change_failure_reason=reason,
+        is_rollback=marks.is_rollback,
+        is_rollforward=marks.is_rollforward,
         remediation_type=kind,
         remediation_deployment_id=remedy_id,
         recovered_at=recovered,

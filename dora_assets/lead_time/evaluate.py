@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -29,7 +28,7 @@ from connectors.git.command import shown_url
 from connectors.git.history import CommitGraph
 from connectors.git.mirror import Commit
 from connectors.timestamps import utcnow
-from connectors.warehouse import let_writers_in, reading
+from connectors.warehouse import WriteTurns, reading
 from connectors.warehouse.bulk import executemany
 from connectors.warehouse.schema import (
     deployment_commit_ranges,
@@ -393,11 +392,9 @@ def evaluate_changed(engine: sa.Engine, overlap: dt.timedelta = REREAD_OVERLAP) 
         resolutions[start : start + CHUNK_DEPLOYMENTS]
         for start in range(0, len(resolutions), CHUNK_DEPLOYMENTS)
     ] or [[]]
-    written_in = 0.0
+    turns = WriteTurns(engine)
     for index, chunk in enumerate(chunks):
-        let_writers_in(engine, written_in)
-        started = time.perf_counter()
-        with engine.begin() as connection:
+        with turns.begin() as connection:
             # Each chunk records the metric days it touched in its own transaction.
             touched = _write(connection, chunk, changed_ids, evaluated)
             if index == 0:
@@ -407,7 +404,6 @@ def evaluate_changed(engine: sa.Engine, overlap: dt.timedelta = REREAD_OVERLAP) 
             if index == len(chunks) - 1 and newest is not None:
                 lock_watermark(connection, WATERMARK)
                 save_watermark(connection, WATERMARK, newest)
-        written_in = time.perf_counter() - started
     return evaluated
 
 

@@ -20,14 +20,13 @@ deployments), and quick ones let it grow back.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from connectors.warehouse import let_writers_in, reading
+from connectors.warehouse import WriteTurns, reading
 from connectors.warehouse.upsert import upsert
 from connectors.warehouse.watermarks import lock_watermark, read_watermark, save_watermark
 from dora_assets import changed_days
@@ -163,19 +162,18 @@ def _write(
 
 
 def _apply_chunk(
-    engine: sa.Engine,
+    turns: WriteTurns,
     normalization: Normalization,
     keys: Sequence[str],
     applied: Applied,
     watermark: tuple[str, dt.datetime] | None = None,
-) -> float:
+) -> None:
     """Compare outside the write lock, then write in a short transaction (which also moves
     the watermark `(name, newest)`, when given); if another writer changed these rows in
-    between, compare again inside it. The seconds the write took."""
-    with reading(engine) as connection:
+    between, compare again inside it."""
+    with reading(turns.engine) as connection:
         plan = _plan(connection, normalization, keys)
-    started = time.perf_counter()
-    with engine.begin() as connection:
+    with turns.begin() as connection:
         saved = lock_watermark(connection, watermark[0]) if watermark else None
         if _held(connection, normalization, keys) != plan.held:
             plan = _plan(connection, normalization, keys)
@@ -183,7 +181,6 @@ def _apply_chunk(
         if watermark:
             name, newest = watermark
             save_watermark(connection, name, max(newest, saved or newest))
-    return time.perf_counter() - started
 
 
 def apply_feed(
@@ -201,6 +198,7 @@ def apply_feed(
     after = (watermark - overlap, "") if watermark is not None else None
     position = sa.tuple_(feed.changed_at, feed.key)
     size, read = CHUNK_KEYS, 0
+    turns = WriteTurns(engine)
     while True:
         with reading(engine) as connection:
             batch = connection.execute(
@@ -212,12 +210,12 @@ def apply_feed(
         if not batch:
             return
         newest = batch[-1][0]
-        written_in = _apply_chunk(
-            engine, normalization, [key for _, key in batch], applied, (feed.watermark, newest)
+        _apply_chunk(
+            turns, normalization, [key for _, key in batch], applied, (feed.watermark, newest)
         )
         after = (newest, batch[-1][1])
         read += len(batch)
-        if (size := _next_chunk(engine, size, len(batch), written_in)) is None:
+        if (size := _next_chunk(size, len(batch), turns.last_write_s)) is None:
             return
         if on_progress:
             on_progress(f"{feed.watermark}: {read:,} landing rows read so far")
@@ -234,6 +232,7 @@ def apply_all(
     listed = keys.subquery()
     (key,) = listed.columns
     after, size = None, CHUNK_KEYS
+    turns = WriteTurns(engine)
     while True:
         with reading(engine) as connection:
             batch = list(
@@ -246,20 +245,19 @@ def apply_all(
             )
         if not batch:
             return
-        written_in = _apply_chunk(engine, normalization, batch, applied)
+        _apply_chunk(turns, normalization, batch, applied)
         after = batch[-1]
-        if (size := _next_chunk(engine, size, len(batch), written_in)) is None:
+        if (size := _next_chunk(size, len(batch), turns.last_write_s)) is None:
             return
         if on_progress:
             on_progress(f"{normalization.table.name}: re-applied up to key {after!r}")
 
 
-def _next_chunk(engine: sa.Engine, size: int, listed: int, written_in: float) -> int | None:
+def _next_chunk(size: int, listed: int, written_in: float) -> int | None:
     """After a chunk of `size` keys asked, `listed` found: None when it was the last; else
-    let waiting writers in, and the next chunk's size."""
+    the next chunk's size."""
     if listed < size:
         return None
-    let_writers_in(engine, written_in)
     return _next_size(size, written_in)
 
 
