@@ -153,7 +153,7 @@ def _plan(connection: sa.Connection, service: str, env: str, rules: Rules) -> _P
                 incident.commit_sha,
                 incident.version,
             ).where(incident.service == service, incident.env == env)
-        )
+        ).all()
     ]
     classified, attributions = classify_sequence(
         [Deployment(*row[:5], _tags(row[5]), _patch(row[6])) for row in rows],
