@@ -12,10 +12,9 @@ only differences.
 Each chunk (at most `CHUNK_KEYS` landing keys) is compared in a read-only transaction,
 which on SQLite takes no lock, and written in one short transaction; so a first build
 over a long history never holds the warehouse's write lock for long and API writes
-interleave. A run starts with small chunks and doubles them while writes stay well
-within `WRITE_BUDGET_S`; one that takes longer halves the next chunk (a catalog edit
-re-teams whole chunks of rows: 2,000 of them held the lock 0.76 s at 1M deployments).
-An API write that arrives meanwhile waits for at most about one such transaction.
+interleave. A write that takes longer than `WRITE_BUDGET_S` halves the next chunk (a
+catalog edit re-teams whole chunks of rows: 2,000 of them held the lock 0.76 s at 1M
+deployments), and quick ones let it grow back.
 """
 
 from __future__ import annotations
@@ -36,10 +35,7 @@ from dora_assets.change_failures import sequences
 CHUNK_KEYS = 2_000
 # Halving from CHUNK_KEYS down to this keeps every chunk a multiple of it.
 MIN_CHUNK_KEYS = CHUNK_KEYS // 16
-# Where a run starts: small enough that its first write is short at 1M deployments, big
-# enough that a steady-state batch of ~1,000 rows takes a few chunks, not ten.
-FIRST_CHUNK_KEYS = CHUNK_KEYS // 8
-WRITE_BUDGET_S = 0.1
+WRITE_BUDGET_S = 0.2
 # A landing write can commit after a reader has passed its `updated_at` (PostgreSQL
 # commits concurrent transactions in any order; clocks of API replicas differ a little),
 # so each run re-reads this far behind its watermark. Re-reading costs a comparison,
@@ -201,7 +197,7 @@ def apply_feed(
         watermark = read_watermark(connection, feed.watermark)
     after = (watermark - overlap, "") if watermark is not None else None
     position = sa.tuple_(feed.changed_at, feed.key)
-    size, read = FIRST_CHUNK_KEYS, 0
+    size, read = CHUNK_KEYS, 0
     turns = WriteTurns(engine)
     while True:
         with reading(engine) as connection:
@@ -235,7 +231,7 @@ def apply_all(
     """Re-apply every landing key that `keys` (one column) selects, in key order."""
     listed = keys.subquery()
     (key,) = listed.columns
-    after, size = None, FIRST_CHUNK_KEYS
+    after, size = None, CHUNK_KEYS
     turns = WriteTurns(engine)
     while True:
         with reading(engine) as connection:
