@@ -344,7 +344,7 @@ def _write(
                     "authored_at": authored,
                     "lead_time_seconds": lead,
                 }
-                for sha, url, authored, lead in sorted(new_rows)
+                for sha, url, authored, lead in new_rows
             ]
         # The metric counts a deployment's commits under its day, service, team and env:
         # a changed deployment may have moved, a re-resolved one may ship other commits.
