@@ -46,7 +46,7 @@ from dora_assets import changed_days
 from dora_assets.change_failures.apply import classify_changed
 from dora_assets.metrics.change_failure_rate import change_failure_rate_rows
 from dora_assets.metrics.rebuild import replace_days
-from dora_assets.normalized.changes import CHUNK_KEYS, MIN_CHUNK_KEYS
+from dora_assets.normalized.changes import CHUNK_KEYS, MIN_CHUNK_KEYS, RE_APPLY_FIRST_KEYS
 from dora_assets.normalized.deployments import deployment_sources
 from dora_assets.normalized.refresh import refresh
 from dora_assets.resources import WarehouseResource
@@ -325,6 +325,28 @@ def test_chunks_halve_after_a_slow_write_and_grow_back_after_quick_ones() -> Non
     assert _next_size(125, WRITE_BUDGET_S / 5) == 250
     assert _next_size(CHUNK_KEYS, 0.0) == CHUNK_KEYS
     assert all(size % MIN_CHUNK_KEYS == 0 for size in sizes)
+
+
+def test_a_catalog_edit_rewrites_its_rows_a_small_chunk_first(warehouse: sa.Engine) -> None:
+    EventStore(warehouse).upsert_deployments(deployments(7 * 300))
+    refresh_all(warehouse, DoraConfig())
+    moved = DoraConfig(service_teams={f"svc{n}": "platform" for n in range(4)})
+    rows_per_write: list[int] = []
+
+    def watch(*args: object) -> None:
+        statement, parameters, executemany = args[2], args[3], args[5]
+        assert isinstance(statement, str)
+        if statement.startswith(("UPDATE dora_deployments", "INSERT INTO dora_deployments")):
+            rows_per_write.append(len(parameters) if executemany else 1)  # type: ignore[arg-type]
+
+    sa.event.listen(warehouse, "after_cursor_execute", watch)
+    applied, _ = refresh_all(warehouse, moved)
+    sa.event.remove(warehouse, "after_cursor_execute", watch)
+
+    # Later chunks grow only after quick writes, which depend on the machine.
+    assert rows_per_write[0] == RE_APPLY_FIRST_KEYS
+    assert max(rows_per_write) <= CHUNK_KEYS
+    assert sum(rows_per_write) == applied.updated == 4 * 300
 
 
 def test_changes_committed_while_sequences_are_classified_are_classified_by_the_next_run(

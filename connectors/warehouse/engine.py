@@ -76,13 +76,14 @@ def is_sqlite(engine: sa.Engine) -> bool:
 
 # SQLite admits one writer at a time, and a writer waiting for the lock (an API request)
 # polls it with growing sleeps, up to 100 ms: a batch job that commits and takes the lock
-# again at once can keep it out for as long as the job runs.
-WRITERS_PAUSE_MAX_S = 0.05
+# again at once can keep it out for as long as the job runs, and a shorter pause than
+# that sleep can pass unseen, so the writer waits out two transactions.
+WRITERS_PAUSE_MAX_S = 0.1
 
 
 class WriteTurns:
     """The write transactions of a long job. On SQLite each one begins only once a pause as
-    long as the job's previous one took (at most 50 ms) has passed since that one
+    long as the job's previous one took (at most 100 ms) has passed since that one
     committed, so writers waiting for the lock get it in between; what the job does
     meanwhile without the lock (reading, classifying) counts toward the pause."""
 
