@@ -46,7 +46,12 @@ from dora_assets import changed_days
 from dora_assets.change_failures.apply import classify_changed
 from dora_assets.metrics.change_failure_rate import change_failure_rate_rows
 from dora_assets.metrics.rebuild import replace_days
-from dora_assets.normalized.changes import CHUNK_KEYS, MIN_CHUNK_KEYS, RE_APPLY_FIRST_KEYS
+from dora_assets.normalized.changes import (
+    CHUNK_KEYS,
+    FEED_PACING,
+    MIN_CHUNK_KEYS,
+    RE_APPLY_PACING,
+)
 from dora_assets.normalized.deployments import deployment_sources
 from dora_assets.normalized.refresh import refresh
 from dora_assets.resources import WarehouseResource
@@ -315,16 +320,22 @@ def test_a_warehouse_built_by_revision_0001_upgrades_in_place_and_refreshes(
 
 
 def test_chunks_halve_after_a_slow_write_and_grow_back_after_quick_ones() -> None:
-    from dora_assets.normalized.changes import WRITE_BUDGET_S, _next_size
-
-    sizes = [CHUNK_KEYS]
+    budget = FEED_PACING.write_budget_s
+    sizes = [FEED_PACING.first_keys]
     for _ in range(6):
-        sizes.append(_next_size(sizes[-1], WRITE_BUDGET_S * 2))
+        sizes.append(FEED_PACING.next_keys(sizes[-1], budget * 2))
     assert sizes == [2000, 1000, 500, 250, 125, 125, 125]
-    assert _next_size(500, WRITE_BUDGET_S / 2) == 500  # within budget: kept
-    assert _next_size(125, WRITE_BUDGET_S / 5) == 250
-    assert _next_size(CHUNK_KEYS, 0.0) == CHUNK_KEYS
+    assert FEED_PACING.next_keys(500, budget / 2) == 500  # within budget: kept
+    assert FEED_PACING.next_keys(125, budget / 5) == 250
+    assert FEED_PACING.next_keys(CHUNK_KEYS, 0.0) == CHUNK_KEYS
     assert all(size % MIN_CHUNK_KEYS == 0 for size in sizes)
+    # A catalog edit's chunks start and end smaller, halving down to a multiple too.
+    sizes = [RE_APPLY_PACING.max_keys]
+    for _ in range(8):
+        sizes.append(RE_APPLY_PACING.next_keys(sizes[-1], 1.0))
+    assert sizes[-1] == RE_APPLY_PACING.min_keys
+    assert all(size % RE_APPLY_PACING.min_keys == 0 for size in sizes)
+    assert RE_APPLY_PACING.first_keys % RE_APPLY_PACING.min_keys == 0
 
 
 def test_a_catalog_edit_rewrites_its_rows_a_small_chunk_first(warehouse: sa.Engine) -> None:
@@ -344,8 +355,8 @@ def test_a_catalog_edit_rewrites_its_rows_a_small_chunk_first(warehouse: sa.Engi
     sa.event.remove(warehouse, "after_cursor_execute", watch)
 
     # Later chunks grow only after quick writes, which depend on the machine.
-    assert rows_per_write[0] == RE_APPLY_FIRST_KEYS
-    assert max(rows_per_write) <= CHUNK_KEYS
+    assert rows_per_write[0] == RE_APPLY_PACING.first_keys
+    assert max(rows_per_write) <= RE_APPLY_PACING.max_keys
     assert sum(rows_per_write) == applied.updated == 4 * 300
 
 

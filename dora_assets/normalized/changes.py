@@ -9,14 +9,14 @@ changed-days record. The watermark moves in the same transaction, so a crash
 re-applies a chunk rather than skipping it; re-applying is harmless because it writes
 only differences.
 
-Each chunk (at most `CHUNK_KEYS` landing keys) is compared in a read-only transaction,
-which on SQLite takes no lock, and written in one short transaction; so a first build
-over a long history never holds the warehouse's write lock for long and API writes
-interleave. A write that takes longer than `WRITE_BUDGET_S` halves the next chunk, and
-quick ones let it grow back. A catalog edit re-teams every row of its chunks (2,000 of
-them held the lock 0.76 s at 1M deployments) and is never urgent, so its chunks start
-small and aim at writes half as long: at 1M deployments that took the p99 of API
-writes during a re-teaming refresh from ~540 ms to under 100 ms.
+Each chunk is compared in a read-only transaction, which on SQLite takes no lock, and
+written in one short transaction; so a first build over a long history never holds the
+warehouse's write lock for long and API writes interleave. A write that takes longer
+than its budget halves the next chunk, and quick ones let it grow back (`Pacing`). A
+change feed's chunks aim at 0.2 s writes. A catalog edit rewrites every row of its
+chunks while API writes wait and is never urgent, so its chunks aim at writes of a few
+milliseconds, each followed by as long a pause (`WriteTurns`): an API write that arrives
+meanwhile waits about as long as it would for another API write.
 """
 
 from __future__ import annotations
@@ -24,22 +24,41 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 
 from connectors.warehouse import WriteTurns, reading
+from connectors.warehouse.bulk import executemany
 from connectors.warehouse.upsert import upsert
 from connectors.warehouse.watermarks import lock_watermark, read_watermark, save_watermark
 from dora_assets import changed_days
 from dora_assets.change_failures import sequences
 
+
+class Pacing(NamedTuple):
+    """Chunk sizes of one kind of work: the first, the smallest and largest (halving from
+    the largest down to the smallest keeps every chunk a multiple of the smallest), and
+    the write time past which the next chunk is halved."""
+
+    first_keys: int
+    min_keys: int
+    max_keys: int
+    write_budget_s: float
+
+    def next_keys(self, keys: int, written_in: float) -> int:
+        """The next chunk's keys: half after a write over budget, double after a quick one."""
+        if written_in > self.write_budget_s:
+            return max(self.min_keys, keys // 2)
+        if written_in < self.write_budget_s / 4:
+            return min(self.max_keys, keys * 2)
+        return keys
+
+
 CHUNK_KEYS = 2_000
-# Halving from CHUNK_KEYS down to this keeps every chunk a multiple of it.
 MIN_CHUNK_KEYS = CHUNK_KEYS // 16
-WRITE_BUDGET_S = 0.2
-RE_APPLY_FIRST_KEYS = 2 * MIN_CHUNK_KEYS
-RE_APPLY_WRITE_BUDGET_S = WRITE_BUDGET_S / 2
+FEED_PACING = Pacing(CHUNK_KEYS, MIN_CHUNK_KEYS, CHUNK_KEYS, write_budget_s=0.2)
+RE_APPLY_PACING = Pacing(64, 16, 512, write_budget_s=0.025)
 # A landing write can commit after a reader has passed its `updated_at` (PostgreSQL
 # commits concurrent transactions in any order; clocks of API replicas differ a little),
 # so each run re-reads this far behind its watermark. Re-reading costs a comparison,
@@ -89,6 +108,12 @@ class Applied:
     @property
     def rows_written(self) -> int:
         return self.inserted + self.updated + self.deleted
+
+
+def as_dicts(result: sa.Result[Any]) -> list[Row]:
+    """Every row of `result` as a dict (`.mappings()` looks each key up again per row)."""
+    names = list(result.keys())
+    return [dict(zip(names, row, strict=True)) for row in result]
 
 
 def _primary_key(table: sa.Table) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
@@ -149,7 +174,7 @@ def _write(
     if changed:
         # Only the columns the normalization owns: classification columns keep their values.
         owned = [name for name in changed[0] if name not in {c.name for c in table.primary_key}]
-        connection.execute(upsert(table, connection.dialect, owned), changed)
+        executemany(connection, upsert(table, connection.dialect, owned), changed)
     # Columns a normalization does not own (the classification's) keep their values.
     blank = {column.name: _blank(column) for column in table.columns}
     after = [{**(held_row or blank), **row} for held_row, row in zip(before, changed, strict=True)]
@@ -201,7 +226,7 @@ def apply_feed(
         watermark = read_watermark(connection, feed.watermark)
     after = (watermark - overlap, "") if watermark is not None else None
     position = sa.tuple_(feed.changed_at, feed.key)
-    size, read = CHUNK_KEYS, 0
+    size, read = FEED_PACING.first_keys, 0
     turns = WriteTurns(engine)
     while True:
         with reading(engine) as connection:
@@ -219,7 +244,7 @@ def apply_feed(
         )
         after = (newest, batch[-1][1])
         read += len(batch)
-        if (size := _next_chunk(size, len(batch), turns.last_write_s, WRITE_BUDGET_S)) is None:
+        if (size := _next_chunk(FEED_PACING, size, len(batch), turns)) is None:
             return
         if on_progress:
             on_progress(f"{feed.watermark}: {read:,} landing rows read so far")
@@ -235,7 +260,7 @@ def apply_all(
     """Re-apply every landing key that `keys` (one column) selects, in key order."""
     listed = keys.subquery()
     (key,) = listed.columns
-    after, size = None, RE_APPLY_FIRST_KEYS
+    after, size = None, RE_APPLY_PACING.first_keys
     turns = WriteTurns(engine)
     while True:
         with reading(engine) as connection:
@@ -251,28 +276,18 @@ def apply_all(
             return
         _apply_chunk(turns, normalization, batch, applied)
         after = batch[-1]
-        next_size = _next_chunk(size, len(batch), turns.last_write_s, RE_APPLY_WRITE_BUDGET_S)
-        if (size := next_size) is None:
+        if (size := _next_chunk(RE_APPLY_PACING, size, len(batch), turns)) is None:
             return
         if on_progress:
             on_progress(f"{normalization.table.name}: re-applied up to key {after!r}")
 
 
-def _next_chunk(size: int, listed: int, written_in: float, budget_s: float) -> int | None:
+def _next_chunk(pacing: Pacing, size: int, listed: int, turns: WriteTurns) -> int | None:
     """After a chunk of `size` keys asked, `listed` found: None when it was the last; else
     the next chunk's size."""
     if listed < size:
         return None
-    return _next_size(size, written_in, budget_s)
-
-
-def _next_size(size: int, written_in: float, budget_s: float = WRITE_BUDGET_S) -> int:
-    """The next chunk's keys: half after a write over budget, double after a quick one."""
-    if written_in > budget_s:
-        return max(MIN_CHUNK_KEYS, size // 2)
-    if written_in < budget_s / 4:
-        return min(CHUNK_KEYS, size * 2)
-    return size
+    return pacing.next_keys(size, turns.last_write_s)
 
 
 def distinct_keys(selects: Iterable[sa.Select]) -> sa.Select:

@@ -12,7 +12,7 @@ from connectors.warehouse import reading
 from connectors.warehouse.schema import api_deployments, dora_deployments, dora_incident_deployments
 from dora_assets.change_failures.apply import classify_changed
 from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, column_schema, table_definition_metadata
-from dora_assets.normalized.changes import ChangeFeed, Row
+from dora_assets.normalized.changes import ChangeFeed, Row, as_dicts
 from dora_assets.normalized.checks import integrity_checks
 from dora_assets.normalized.refresh import (
     ConfigDocument,
@@ -35,7 +35,7 @@ class ApiDeployments:
 
     def held(self, connection: sa.Connection, keys: Sequence[str]) -> list[Row]:
         query = sa.select(dora_deployments).where(dora_deployments.c.deployment_id.in_(keys))
-        return [dict(row) for row in connection.execute(query).mappings()]
+        return as_dicts(connection.execute(query))
 
     def wanted(self, connection: sa.Connection, keys: Sequence[str]) -> list[Row]:
         query = sa.select(api_deployments).where(

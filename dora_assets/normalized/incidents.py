@@ -22,7 +22,7 @@ from connectors.warehouse.schema import (
     pagerduty_webhook_incidents,
 )
 from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata
-from dora_assets.normalized.changes import ChangeFeed, Row, distinct_keys
+from dora_assets.normalized.changes import ChangeFeed, Row, as_dicts, distinct_keys
 from dora_assets.normalized.checks import integrity_checks
 from dora_assets.normalized.refresh import (
     ConfigDocument,
@@ -44,7 +44,7 @@ def _held(connection: sa.Connection, ids: Sequence[str], sources: Sequence[str])
     query = sa.select(dora_incidents).where(
         incident.incident_id.in_(ids), incident.source.in_(sources)
     )
-    return [dict(row) for row in connection.execute(query).mappings()]
+    return as_dicts(connection.execute(query))
 
 
 @dataclass(frozen=True)
