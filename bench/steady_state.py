@@ -79,6 +79,7 @@ from connectors.pagerduty.normalize import pagerduty_incident_rows
 from connectors.pagerduty.sync import landing_row
 from connectors.timestamps import utcnow
 from connectors.warehouse import is_sqlite, open_warehouse
+from connectors.warehouse.engine import is_read_only
 from connectors.warehouse.schema import (
     api_deployments,
     api_failure_services,
@@ -616,14 +617,16 @@ def refresh_both(engine: sa.Engine, config: DoraConfig) -> Refreshed:
 
 @contextmanager
 def transaction_times(engine: sa.Engine) -> Iterator[list[float]]:
-    """Seconds from BEGIN to COMMIT of every transaction on `engine` while inside. On
-    SQLite each is a spell of the warehouse's one write lock (BEGIN IMMEDIATE), which an
-    API write waits out; listeners run in order, so the clock starts once it is held."""
+    """Seconds from BEGIN to COMMIT of every write transaction on `engine` while inside
+    (reads, which take no lock, are left out). On SQLite each is a spell of the
+    warehouse's one write lock (BEGIN IMMEDIATE), which an API write waits out; listeners
+    run in order, so the clock starts once it is held."""
     began: dict[int, float] = {}
     spells: list[float] = []
 
     def begin(connection: sa.Connection) -> None:
-        began[id(connection)] = time.perf_counter()
+        if not is_read_only(connection):
+            began[id(connection)] = time.perf_counter()
 
     def end(connection: sa.Connection) -> None:
         if (started := began.pop(id(connection), None)) is not None:
@@ -640,9 +643,17 @@ def transaction_times(engine: sa.Engine) -> Iterator[list[float]]:
 
 
 def spell_figures(prefix: str, spells: Sequence[float], seconds: float) -> dict[str, Any]:
-    """How many transactions, the longest, and the share of `seconds` spent inside one."""
+    """How many transactions, the median, 99th percentile and longest, and the share of
+    `seconds` spent inside one."""
+    ranked = sorted(spells)
     return {
         f"{prefix}transactions": len(spells),
+        f"{prefix}median_transaction_ms": round(ranked[len(ranked) // 2] * 1000, 1)
+        if ranked
+        else None,
+        f"{prefix}p99_transaction_ms": round(ranked[len(ranked) * 99 // 100] * 1000, 1)
+        if ranked
+        else None,
         f"{prefix}longest_transaction_ms": round(max(spells, default=0) * 1000, 1),
         f"{prefix}in_transaction_share": round(sum(spells) / seconds, 2) if seconds else None,
     }
@@ -1201,8 +1212,10 @@ def ingest_latency(
     }
     say(
         f"    before: {before}\n    during a {refreshed.seconds:.2f} s refresh"
-        f" ({refreshed.rows_written:,} rows written, {len(spells)} transactions, the longest"
-        f" {figures['ingest_refresh_longest_transaction_ms']:.0f} ms, inside one"
+        f" ({refreshed.rows_written:,} rows written, {len(spells)} transactions: median"
+        f" {figures['ingest_refresh_median_transaction_ms']:.1f} ms, p99"
+        f" {figures['ingest_refresh_p99_transaction_ms']:.0f} ms, the longest"
+        f" {figures['ingest_refresh_longest_transaction_ms']:.0f} ms; inside one"
         f" {figures['ingest_refresh_in_transaction_share']:.0%} of the time): {during}\n"
         f"    in the {LOAD_AFTER_S:.0f} s after it: {after}\n"
         f"    control, {plan.before_s:.0f} s of this process spinning one core with no"

@@ -321,10 +321,11 @@ def test_a_warehouse_built_by_revision_0001_upgrades_in_place_and_refreshes(
 
 def test_chunks_halve_after_a_slow_write_and_grow_back_after_quick_ones() -> None:
     budget = FEED_PACING.write_budget_s
-    sizes = [FEED_PACING.first_keys]
+    sizes = [FEED_PACING.max_keys]
     for _ in range(6):
         sizes.append(FEED_PACING.next_keys(sizes[-1], budget * 2))
     assert sizes == [2000, 1000, 500, 250, 125, 125, 125]
+    assert FEED_PACING.first_keys in sizes
     assert FEED_PACING.next_keys(500, budget / 2) == 500  # within budget: kept
     assert FEED_PACING.next_keys(125, budget / 5) == 250
     assert FEED_PACING.next_keys(CHUNK_KEYS, 0.0) == CHUNK_KEYS

@@ -46,8 +46,12 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        deferred = connection.get_execution_options().get(_READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if is_read_only(connection) else "BEGIN IMMEDIATE")
+
+
+def is_read_only(connection: sa.Connection) -> bool:
+    """Whether `connection` came from `reading` (on SQLite: takes no write lock)."""
+    return bool(connection.get_execution_options().get(_READ_ONLY, False))
 
 
 @contextmanager
@@ -75,17 +79,25 @@ def is_sqlite(engine: sa.Engine) -> bool:
 
 
 # SQLite admits one writer at a time, and a writer waiting for the lock (an API request)
-# polls it with growing sleeps, up to 100 ms: a batch job that commits and takes the lock
-# again at once can keep it out for as long as the job runs, and a shorter pause than
-# that sleep can pass unseen, so the writer waits out two transactions.
+# polls it with growing sleeps (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, then 100 ms),
+# each at most about half the time it has waited so far: a batch job that commits and
+# takes the lock again at once can keep it out for as long as the job runs, and a pause
+# shorter than the writer's next sleep can pass unseen. So after a write of t seconds a
+# job pauses t/2, at least 25 ms and at most 100 ms.
+WRITERS_PAUSE_MIN_S = 0.025
 WRITERS_PAUSE_MAX_S = 0.1
 
 
 class WriteTurns:
-    """The write transactions of a long job. On SQLite each one begins only once a pause as
-    long as the job's previous one took (at most 100 ms) has passed since that one
-    committed, so writers waiting for the lock get it in between; what the job does
-    meanwhile without the lock (reading, classifying) counts toward the pause."""
+    """The write transactions of a long job. On SQLite each one begins only once a pause
+    (see `WRITERS_PAUSE_MIN_S`) has passed since the previous one committed, so writers
+    waiting for the lock get it in between; what the job does meanwhile without the lock
+    (reading, classifying, checkpointing) counts toward the pause.
+
+    On SQLite they also commit with `synchronous=NORMAL`: no fsync of the write-ahead
+    log per commit (the API keeps FULL, so an acknowledged event is on disk). A job's
+    commit lost to a power cut leaves the database consistent and its work undone, with
+    its watermark or record entries, so the next run does it again."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -94,11 +106,34 @@ class WriteTurns:
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
-        if is_sqlite(self.engine):
+        sqlite = is_sqlite(self.engine)
+        if sqlite:
             time.sleep(max(0.0, self._lock_free_until - time.perf_counter()))
         started = time.perf_counter()
-        with self.engine.begin() as connection:
-            yield connection
+        with self.engine.connect() as connection:
+            if sqlite:
+                _synchronous(connection, "NORMAL")
+            try:
+                with connection.begin():
+                    yield connection
+                if sqlite:
+                    _checkpoint(connection)
+            finally:
+                if sqlite:
+                    # Back to FULL before the connection returns to the pool.
+                    _synchronous(connection, "FULL")
         committed = time.perf_counter()
         self.last_write_s = committed - started
-        self._lock_free_until = committed + min(self.last_write_s, WRITERS_PAUSE_MAX_S)
+        pause = min(max(self.last_write_s / 2, WRITERS_PAUSE_MIN_S), WRITERS_PAUSE_MAX_S)
+        self._lock_free_until = committed + pause
+
+
+def _checkpoint(connection: sa.Connection) -> None:
+    # Copy the job's pages into the database file now, outside the lock, so the
+    # checkpoint SQLite runs every 1,000 log pages never falls to an API commit.
+    connection.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _synchronous(connection: sa.Connection, level: str) -> None:
+    # On the driver's connection: outside a transaction (SQLAlchemy would begin one).
+    connection.connection.driver_connection.execute(f"PRAGMA synchronous={level}")
