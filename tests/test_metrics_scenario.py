@@ -62,6 +62,7 @@ from dora_assets.normalized.incidents import dora_incidents_asset, dora_incident
 from dora_assets.resources import PagerDutyResource, WarehouseResource
 
 FIRST_DAY, LAST_DAY = "2025-03-01", "2025-03-03"
+CFR_KEY, TTR_KEY = dora_change_failure_rate_daily.name, dora_time_to_restore_daily.name
 NORMALIZED = [
     event_api_events_asset,
     dora_deployments_asset,
@@ -332,6 +333,42 @@ def test_each_partition_carries_the_org_wide_figures_and_checks_pass(
     evaluations = result.get_asset_check_evaluations()
     assert {evaluation.check_name for evaluation in evaluations} == {"reconciles_with_sources"}
     assert all(evaluation.passed for evaluation in evaluations)
+
+
+def test_the_reconciliation_names_each_day_and_measure_that_no_longer_matches(
+    scenario: dict[str, object],
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    build_everything(scenario, instance)
+    engine = open_warehouse(scenario["warehouse"].url)  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        # A metric row edited behind the asset's back; a source row gone, its day not rebuilt.
+        restores = dora_time_to_restore_daily.c
+        connection.execute(
+            sa.update(dora_time_to_restore_daily)
+            .where(restores.day == day(2025, 3, 1))
+            .values(total_seconds=1.0)
+        )
+        connection.execute(
+            sa.delete(dora_deployments).where(dora_deployments.c.deployment_id == "D5")
+        )
+    engine.dispose()
+
+    # Run on their own, the checks reconcile every materialized partition.
+    result = dg.materialize(
+        METRICS,
+        resources=scenario,
+        instance=instance,
+        selection=dg.AssetSelection.all_asset_checks(),
+    )
+    evaluations = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
+    rate, restore = evaluations[CFR_KEY], evaluations[TTR_KEY]
+    assert not rate.passed and not restore.passed
+    assert rate.metadata["days_reconciled"].value == 3
+    assert rate.metadata["mismatched_days"].value == 1
+    assert "| 2025-03-02 | deployments | 3 | 2 |" in rate.metadata["mismatches"].value
+    assert restore.metadata["mismatched_days"].value == 1
+    assert "| 2025-03-01 | total_seconds | 1 | 3600 |" in restore.metadata["mismatches"].value
 
 
 def test_unmapped_pagerduty_services_are_reported_as_a_warning(

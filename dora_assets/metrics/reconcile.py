@@ -8,7 +8,7 @@ Dagster 1.13, so this check is unpartitioned and states the days it covered.
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import sqlalchemy as sa
@@ -19,7 +19,8 @@ from dora_assets.partitions import day_range
 from dora_assets.resources import WarehouseResource
 
 # (a source table's day column, the aggregate over it that a metric column must sum to)
-Measure = tuple[sa.ColumnElement[dt.date], sa.ColumnElement[float]]
+DayColumn = sa.ColumnElement[dt.date]
+Measure = tuple[DayColumn, sa.ColumnElement[float]]
 MISMATCH_SAMPLE = 10
 
 
@@ -35,13 +36,49 @@ def _days_to_reconcile(
 
 def _per_day(
     connection: sa.Connection,
-    day: sa.ColumnElement[dt.date],
-    value: sa.ColumnElement[float],
+    day: DayColumn,
+    values: Sequence[sa.ColumnElement[float]],
     first: dt.date,
     last: dt.date,
-) -> dict[dt.date, float]:
-    rows = connection.execute(sa.select(day, value).where(day >= first, day <= last).group_by(day))
-    return {row_day: float(total or 0) for row_day, total in rows}
+) -> dict[dt.date, tuple[float, ...]]:
+    rows = connection.execute(
+        sa.select(day, *values).where(day >= first, day <= last).group_by(day)
+    )
+    return {row_day: tuple(float(total or 0) for total in totals) for row_day, *totals in rows}
+
+
+def _by_source_day(measures: Mapping[str, Measure]) -> list[tuple[DayColumn, list[str]]]:
+    """The measures' names grouped by their source day column, so each source is read once."""
+    groups: list[tuple[DayColumn, list[str]]] = []
+    for name, (day, _) in measures.items():
+        group = next((names for seen, names in groups if seen is day), None)
+        if group is None:
+            groups.append((day, [name]))
+        else:
+            group.append(name)
+    return groups
+
+
+def _totals(
+    connection: sa.Connection,
+    metric_table: sa.Table,
+    measures: Mapping[str, Measure],
+    first: dt.date,
+    last: dt.date,
+) -> tuple[dict[dt.date, dict[str, float]], dict[dt.date, dict[str, float]]]:
+    """Per day and measure: the metric table's total, and the sources'."""
+    names = list(measures)
+    sums = [sa.func.sum(metric_table.c[name]) for name in names]
+    in_metric = {
+        day: dict(zip(names, totals, strict=True))
+        for day, totals in _per_day(connection, metric_table.c.day, sums, first, last).items()
+    }
+    in_sources: dict[dt.date, dict[str, float]] = {}
+    for source_day, group in _by_source_day(measures):
+        aggregates = [measures[name][1] for name in group]
+        for day, totals in _per_day(connection, source_day, aggregates, first, last).items():
+            in_sources.setdefault(day, {}).update(zip(group, totals, strict=True))
+    return in_metric, in_sources
 
 
 def reconciliation_check(
@@ -67,15 +104,13 @@ def reconciliation_check(
         first, last = min(days), max(days)
         mismatches: list[tuple[str, str, float, float]] = []
         with reading(warehouse.engine) as connection:
-            for name, (source_day, aggregate) in measures.items():
-                in_metric = _per_day(
-                    connection, metric_table.c.day, sa.func.sum(metric_table.c[name]), first, last
-                )
-                in_source = _per_day(connection, source_day, aggregate, first, last)
-                for day in sorted(days):
-                    metric_total, source_total = in_metric.get(day, 0.0), in_source.get(day, 0.0)
-                    if not math.isclose(metric_total, source_total, rel_tol=1e-9, abs_tol=1e-6):
-                        mismatches.append((day.isoformat(), name, metric_total, source_total))
+            in_metric, in_sources = _totals(connection, metric_table, measures, first, last)
+        for name in measures:
+            for day in sorted(days):
+                metric_total = in_metric.get(day, {}).get(name, 0.0)
+                source_total = in_sources.get(day, {}).get(name, 0.0)
+                if not math.isclose(metric_total, source_total, rel_tol=1e-9, abs_tol=1e-6):
+                    mismatches.append((day.isoformat(), name, metric_total, source_total))
         metadata: dict[str, object] = {
             "days_reconciled": dg.MetadataValue.int(len(days)),
             "range": dg.MetadataValue.text(f"{first.isoformat()}...{last.isoformat()}"),
