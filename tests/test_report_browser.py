@@ -47,10 +47,14 @@ QUIET = [
     "--disable-default-apps",
     "--disable-domain-reliability",
     "--no-pings",
-    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter,Translate",
+    # PreconnectToSearch and the Google base URL: Chromium 150 preconnects to the default
+    # search engine and asks www.google.com about its AI mode at start-up.
+    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter,Translate,"
+    "PreconnectToSearch",
     f"--gaia-url={NOWHERE}",
     f"--lso-url={NOWHERE}",
     f"--google-apis-url={NOWHERE}",
+    f"--google-base-url={NOWHERE}",
     f"--component-updater=url-source={NOWHERE}",
 ]
 
