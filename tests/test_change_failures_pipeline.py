@@ -262,3 +262,35 @@ def test_checks_name_what_detection_cannot_see_and_patches_that_name_no_valid_re
         "deployments_carry_sha_or_version": (False, 1),
         "attribution_lag_within_window": (True, 0),
     }
+
+
+def test_checks_name_a_recovery_before_its_failure_and_a_rollback_failure_without_rollback(
+    warehouse: sa.Engine, warehouse_url: str
+) -> None:
+    land_the_sequence(EventStore(warehouse))
+    resources = {"warehouse": WarehouseResource(url=warehouse_url)}
+    dg.materialize([dora_deployments_asset], resources=resources)
+    d = dora_deployments.c
+    with warehouse.begin() as connection:
+        # b failed (d rolled back to a's v1); what a bug in detection could leave behind:
+        connection.execute(
+            sa.update(dora_deployments).where(d.deployment_id == "d").values(is_rollback=False)
+        )
+        connection.execute(
+            sa.update(dora_deployments)
+            .where(d.deployment_id == "b")
+            .values(recovered_at=at(1, 11))  # before b finished
+        )
+    result = dg.materialize(
+        [dora_deployments_asset, change_failure_checks],
+        resources=resources,
+        selection=dg.AssetSelection.checks(change_failure_checks),
+        raise_on_error=False,  # both are blocking checks: the run fails, as it should
+    )
+    assert not result.success
+    verdicts = {
+        check.check_name: (check.passed, check.metadata["offending_rows"].value)
+        for check in result.get_asset_check_evaluations()
+    }
+    assert verdicts["recovered_not_before_finished"] == (False, 1)
+    assert verdicts["rollback_failures_name_their_rollback"] == (False, 1)

@@ -129,3 +129,51 @@ def test_revision_0006_indexes_a_warehouse_built_by_0005_with_data(
     with engine.connect() as connection:
         assert connection.execute(sa.select(incidents.c.incident_id)).all() == [("i1",)]
     engine.dispose()
+
+
+CHECK_INDEXES = {
+    "ix_dora_deployments_recovered_before_finished",
+    "ix_dora_deployments_change_failure_reason",
+    "ix_dora_deployments_without_sha_or_version",
+}
+
+
+def test_revision_0007_indexes_a_warehouse_built_by_0006_with_data(warehouse_url: str) -> None:
+    engine = built_by(warehouse_url, "0006")
+    deployments = metadata.tables["dora_deployments"]
+    moment = dt.datetime(2025, 3, 1, 10)
+    rows = [
+        {
+            "deployment_id": f"d{n}",
+            "service": "checkout",
+            "team": "payments",
+            "env": "prod",
+            "started_at": moment,
+            "finished_at": moment,
+            "finished_day": moment.date(),
+            "source": "api",
+            "custom_tags": "[]",
+            "change_failure": n == 1,
+            "change_failure_reason": "rollback" if n == 1 else None,
+            "is_rollback": False,
+            "is_rollforward": False,
+            "ingested_at": moment,
+        }
+        for n in range(3)
+    ]
+    with engine.begin() as connection:
+        connection.execute(sa.insert(deployments), rows)
+    assert not CHECK_INDEXES & {i["name"] for i in sa.inspect(engine).get_indexes(deployments.name)}
+
+    upgrade(engine)
+
+    assert is_current(engine)
+    assert {i["name"] for i in sa.inspect(engine).get_indexes(deployments.name)} >= CHECK_INDEXES
+    with engine.connect() as connection:
+        reasons = connection.execute(
+            sa.select(deployments.c.deployment_id, deployments.c.change_failure_reason).order_by(
+                deployments.c.deployment_id
+            )
+        ).all()
+    assert reasons == [("d0", None), ("d1", "rollback"), ("d2", None)]
+    engine.dispose()

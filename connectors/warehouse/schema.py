@@ -231,6 +231,27 @@ dora_deployments = sa.Table(
     sa.Index("ix_dora_deployments_recovered_day", "recovered_day", "service", "team", "env"),
     sa.Index("ix_dora_deployments_sequence", "service", "env"),
     sa.Index("ix_dora_deployments_ingested_at", "ingested_at"),
+    # Partial: only the rows the change-failure checks can name (revision 0007).
+    *(
+        sa.Index(name, *columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
+        for name, columns, where in (
+            (
+                "ix_dora_deployments_recovered_before_finished",
+                ["deployment_id"],
+                "recovered_at < finished_at",
+            ),
+            (
+                "ix_dora_deployments_change_failure_reason",
+                ["change_failure_reason", "remediation_deployment_id"],
+                "change_failure_reason IS NOT NULL",
+            ),
+            (
+                "ix_dora_deployments_without_sha_or_version",
+                ["service"],
+                "commit_sha IS NULL AND version IS NULL",
+            ),
+        )
+    ),
 )
 
 dora_incidents = sa.Table(

@@ -60,55 +60,52 @@ SPECS = [
 ]
 
 
+_rollback = dora_deployments.alias("rollback")
+# The offenders each deployment check names. Each reads one partial index of revision
+# 0007, so a check costs what its offenders (or the change failures) are, not the history.
+DEPLOYMENT_OFFENDERS: dict[str, tuple[sa.Select, dg.AssetCheckSeverity]] = {
+    "recovered_not_before_finished": (
+        sa.select(d.deployment_id, d.finished_at, d.recovered_at).where(
+            d.recovered_at < d.finished_at
+        ),
+        dg.AssetCheckSeverity.ERROR,
+    ),
+    "rollback_failures_name_their_rollback": (
+        sa.select(d.deployment_id, d.remediation_deployment_id)
+        .select_from(
+            dora_deployments.outerjoin(
+                _rollback, _rollback.c.deployment_id == d.remediation_deployment_id
+            )
+        )
+        .where(
+            d.change_failure_reason == "rollback",
+            sa.or_(_rollback.c.deployment_id.is_(None), _rollback.c.is_rollback.is_(False)),
+        ),
+        dg.AssetCheckSeverity.ERROR,
+    ),
+    "patched_remediations_found": (
+        sa.select(d.deployment_id, d.service, d.env, d.remediation_type).where(
+            d.change_failure_reason == "manual",
+            d.remediation_deployment_id.is_(None),
+            d.remediation_type.is_not(None),
+        ),
+        dg.AssetCheckSeverity.WARN,
+    ),
+    "deployments_carry_sha_or_version": (
+        sa.select(d.service, sa.func.count().label("deployments"))
+        .where(d.commit_sha.is_(None), d.version.is_(None))
+        .group_by(d.service),
+        dg.AssetCheckSeverity.WARN,
+    ),
+}
+
+
 # One checks definition per asset, so either asset can be materialized on its own.
 @dg.multi_asset_check(specs=SPECS[:-1], name="change_failure_checks")
 def change_failure_checks(warehouse: WarehouseResource) -> Iterable[dg.AssetCheckResult]:
-    rollback = dora_deployments.alias("rollback")
-    warn = dg.AssetCheckSeverity.WARN
     with reading(warehouse.engine) as connection:
-        yield offenders_result(
-            "recovered_not_before_finished",
-            DEPLOYMENTS,
-            connection,
-            sa.select(d.deployment_id, d.finished_at, d.recovered_at).where(
-                d.recovered_at < d.finished_at
-            ),
-        )
-        yield offenders_result(
-            "rollback_failures_name_their_rollback",
-            DEPLOYMENTS,
-            connection,
-            sa.select(d.deployment_id, d.remediation_deployment_id)
-            .select_from(
-                dora_deployments.outerjoin(
-                    rollback, rollback.c.deployment_id == d.remediation_deployment_id
-                )
-            )
-            .where(
-                d.change_failure_reason == "rollback",
-                sa.or_(rollback.c.deployment_id.is_(None), rollback.c.is_rollback.is_(False)),
-            ),
-        )
-        yield offenders_result(
-            "patched_remediations_found",
-            DEPLOYMENTS,
-            connection,
-            sa.select(d.deployment_id, d.service, d.env, d.remediation_type).where(
-                d.change_failure_reason == "manual",
-                d.remediation_type.is_not(None),
-                d.remediation_deployment_id.is_(None),
-            ),
-            severity=warn,
-        )
-        yield offenders_result(
-            "deployments_carry_sha_or_version",
-            DEPLOYMENTS,
-            connection,
-            sa.select(d.service, sa.func.count().label("deployments"))
-            .where(d.commit_sha.is_(None), d.version.is_(None))
-            .group_by(d.service),
-            severity=warn,
-        )
+        for name, (offenders, severity) in DEPLOYMENT_OFFENDERS.items():
+            yield offenders_result(name, DEPLOYMENTS, connection, offenders, severity=severity)
 
 
 @dg.multi_asset_check(specs=SPECS[-1:], name="attribution_checks")
