@@ -3,6 +3,7 @@
 import datetime as dt
 
 import sqlalchemy as sa
+from warehouse_rows import deployment_row
 
 from connectors.warehouse.bulk import executemany
 from connectors.warehouse.schema import dora_deployments, git_commits
@@ -55,21 +56,10 @@ def test_inserts_store_what_sqlalchemy_stores(warehouse: sa.Engine) -> None:
 
 def test_an_update_by_its_own_parameter_keeps_constants(warehouse: sa.Engine) -> None:
     d = dora_deployments.c
-    row = {
-        "service": "checkout",
-        "team": "payments",
-        "env": "prod",
-        "started_at": MOMENT,
-        "finished_at": MOMENT,
-        "finished_day": MOMENT.date(),
-        "source": "api",
-        "custom_tags": "[]",
-        "ingested_at": MOMENT,
-    }
     with warehouse.begin() as connection:
         connection.execute(
             sa.insert(dora_deployments),
-            [{"deployment_id": name, **row} for name in ("a", "b", "c")],
+            [deployment_row(name, MOMENT) for name in ("a", "b", "c")],
         )
         executemany(
             connection,

@@ -2,10 +2,13 @@ import datetime as dt
 
 import sqlalchemy as sa
 from alembic import command
+from warehouse_rows import deployment_row
 
 from connectors.warehouse import create_engine, open_warehouse, upgrade
 from connectors.warehouse.migrate import alembic_config, is_current
 from connectors.warehouse.schema import metadata
+
+MOMENT = dt.datetime(2025, 3, 1, 10)
 
 
 def built_by(warehouse_url: str, revision: str) -> sa.Engine:
@@ -47,25 +50,11 @@ def test_revision_0004_adds_the_summary_to_a_warehouse_built_by_0003_with_data(
     old = sa.MetaData()
     old.reflect(engine)
     assert "dora_summary" not in old.tables
-    moment = dt.datetime(2025, 3, 1, 10)
-    row = {
-        "deployment_id": "d1",
-        "service": "checkout",
-        "team": "payments",
-        "env": "prod",
-        "started_at": moment,
-        "finished_at": moment,
-        "finished_day": moment.date(),
-        "source": "api",
-        "custom_tags": "[]",
-        "change_failure": True,
-        "change_failure_reason": "manual",
-        "is_rollback": False,
-        "is_rollforward": False,
-        "ingested_at": moment,
-    }
     with engine.begin() as connection:
-        connection.execute(sa.insert(old.tables["dora_deployments"]), [row])
+        connection.execute(
+            sa.insert(old.tables["dora_deployments"]),
+            [deployment_row("d1", MOMENT, change_failure=True, change_failure_reason="manual")],
+        )
 
     upgrade(engine)
 
@@ -141,25 +130,11 @@ CHECK_INDEXES = {
 def test_revision_0007_indexes_a_warehouse_built_by_0006_with_data(warehouse_url: str) -> None:
     engine = built_by(warehouse_url, "0006")
     deployments = metadata.tables["dora_deployments"]
-    moment = dt.datetime(2025, 3, 1, 10)
     rows = [
-        {
-            "deployment_id": f"d{n}",
-            "service": "checkout",
-            "team": "payments",
-            "env": "prod",
-            "started_at": moment,
-            "finished_at": moment,
-            "finished_day": moment.date(),
-            "source": "api",
-            "custom_tags": "[]",
-            "change_failure": n == 1,
-            "change_failure_reason": "rollback" if n == 1 else None,
-            "is_rollback": False,
-            "is_rollforward": False,
-            "ingested_at": moment,
-        }
-        for n in range(3)
+        deployment_row(
+            name, MOMENT, change_failure=reason is not None, change_failure_reason=reason
+        )
+        for name, reason in (("d0", None), ("d1", "rollback"), ("d2", None))
     ]
     with engine.begin() as connection:
         connection.execute(sa.insert(deployments), rows)
