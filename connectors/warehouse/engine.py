@@ -111,29 +111,33 @@ class WriteTurns:
             time.sleep(max(0.0, self._lock_free_until - time.perf_counter()))
         started = time.perf_counter()
         with self.engine.connect() as connection:
-            if sqlite:
-                _synchronous(connection, "NORMAL")
-            try:
+            if not sqlite:
                 with connection.begin():
                     yield connection
-                if sqlite:
-                    _checkpoint(connection)
-            finally:
-                if sqlite:
-                    # Back to FULL before the connection returns to the pool.
-                    _synchronous(connection, "FULL")
+            else:
+                with _unsynced(connection):
+                    with connection.begin():
+                        yield connection
+                    # Copy the job's pages into the database file now, outside the lock,
+                    # so the checkpoint SQLite runs every 1,000 log pages never falls to
+                    # an API commit.
+                    _pragma(connection, "wal_checkpoint(PASSIVE)")
         committed = time.perf_counter()
         self.last_write_s = committed - started
         pause = min(max(self.last_write_s / 2, WRITERS_PAUSE_MIN_S), WRITERS_PAUSE_MAX_S)
         self._lock_free_until = committed + pause
 
 
-def _checkpoint(connection: sa.Connection) -> None:
-    # Copy the job's pages into the database file now, outside the lock, so the
-    # checkpoint SQLite runs every 1,000 log pages never falls to an API commit.
-    connection.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+@contextmanager
+def _unsynced(connection: sa.Connection) -> Iterator[None]:
+    """`synchronous=NORMAL` inside; FULL again before the connection returns to the pool."""
+    _pragma(connection, "synchronous=NORMAL")
+    try:
+        yield
+    finally:
+        _pragma(connection, "synchronous=FULL")
 
 
-def _synchronous(connection: sa.Connection, level: str) -> None:
+def _pragma(connection: sa.Connection, pragma: str) -> None:
     # On the driver's connection: outside a transaction (SQLAlchemy would begin one).
-    connection.connection.driver_connection.execute(f"PRAGMA synchronous={level}")
+    connection.connection.driver_connection.execute(f"PRAGMA {pragma}")

@@ -8,7 +8,7 @@ Dagster 1.13, so this check is unpartitioned and states the days it covered.
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import dagster as dg
 import sqlalchemy as sa
@@ -37,26 +37,20 @@ def _days_to_reconcile(
 def _per_day(
     connection: sa.Connection,
     day: DayColumn,
-    values: Sequence[sa.ColumnElement[float]],
+    values: Mapping[str, sa.ColumnElement[float]],
     first: dt.date,
     last: dt.date,
-) -> dict[dt.date, tuple[float, ...]]:
+) -> dict[tuple[dt.date, str], float]:
+    """Per (day, name): the total of `values[name]` grouped by `day`, in one query."""
+    names = list(values)
     rows = connection.execute(
-        sa.select(day, *values).where(day >= first, day <= last).group_by(day)
+        sa.select(day, *values.values()).where(day >= first, day <= last).group_by(day)
     )
-    return {row_day: tuple(float(total or 0) for total in totals) for row_day, *totals in rows}
-
-
-def _by_source_day(measures: Mapping[str, Measure]) -> list[tuple[DayColumn, list[str]]]:
-    """The measures' names grouped by their source day column, so each source is read once."""
-    groups: list[tuple[DayColumn, list[str]]] = []
-    for name, (day, _) in measures.items():
-        group = next((names for seen, names in groups if seen is day), None)
-        if group is None:
-            groups.append((day, [name]))
-        else:
-            group.append(name)
-    return groups
+    return {
+        (row_day, name): float(total or 0)
+        for row_day, *totals in rows
+        for name, total in zip(names, totals, strict=True)
+    }
 
 
 def _totals(
@@ -65,19 +59,15 @@ def _totals(
     measures: Mapping[str, Measure],
     first: dt.date,
     last: dt.date,
-) -> tuple[dict[dt.date, dict[str, float]], dict[dt.date, dict[str, float]]]:
-    """Per day and measure: the metric table's total, and the sources'."""
-    names = list(measures)
-    sums = [sa.func.sum(metric_table.c[name]) for name in names]
-    in_metric = {
-        day: dict(zip(names, totals, strict=True))
-        for day, totals in _per_day(connection, metric_table.c.day, sums, first, last).items()
-    }
-    in_sources: dict[dt.date, dict[str, float]] = {}
-    for source_day, group in _by_source_day(measures):
-        aggregates = [measures[name][1] for name in group]
-        for day, totals in _per_day(connection, source_day, aggregates, first, last).items():
-            in_sources.setdefault(day, {}).update(zip(group, totals, strict=True))
+) -> tuple[dict[tuple[dt.date, str], float], dict[tuple[dt.date, str], float]]:
+    """Per (day, measure): the metric table's total and the sources', each table read
+    once (measures over the same source day column share a query)."""
+    sums = {name: sa.func.sum(metric_table.c[name]) for name in measures}
+    in_metric = _per_day(connection, metric_table.c.day, sums, first, last)
+    in_sources: dict[tuple[dt.date, str], float] = {}
+    for source_day in {id(day): day for day, _ in measures.values()}.values():
+        shared = {name: value for name, (day, value) in measures.items() if day is source_day}
+        in_sources |= _per_day(connection, source_day, shared, first, last)
     return in_metric, in_sources
 
 
@@ -107,8 +97,8 @@ def reconciliation_check(
             in_metric, in_sources = _totals(connection, metric_table, measures, first, last)
         for name in measures:
             for day in sorted(days):
-                metric_total = in_metric.get(day, {}).get(name, 0.0)
-                source_total = in_sources.get(day, {}).get(name, 0.0)
+                metric_total = in_metric.get((day, name), 0.0)
+                source_total = in_sources.get((day, name), 0.0)
                 if not math.isclose(metric_total, source_total, rel_tol=1e-9, abs_tol=1e-6):
                     mismatches.append((day.isoformat(), name, metric_total, source_total))
         metadata: dict[str, object] = {
