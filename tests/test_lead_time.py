@@ -220,6 +220,10 @@ def test_commits_lead_times_and_the_daily_metric_are_hand_computed(
         partition_key="2025-03-03",
     )
     assert checks(checked) == {"reconciles_with_sources": True}
+    # 03-03 org-wide: D4's four commits, 7,200, 93,600, 176,400 and 345,600 s.
+    (day,) = checked.asset_materializations_for_node(dora_change_lead_time_daily.name)
+    assert day.metadata["commits"].value == 4
+    assert day.metadata["org_median_lead_time_seconds"].value == 135_000.0
     assert [tuple(row) for row in rows] == [
         (dt.date(2025, 3, 1), "checkout", "payments", "prod", 1, 2, 190_800.0, 95_400.0,
          95_400.0, pytest.approx(163_080.0), 95_400.0),

@@ -53,6 +53,7 @@ from dora_assets.metrics.change_failure_rate import (
     dora_change_failure_rate_daily_asset,
     dora_change_failure_rate_daily_reconciliation,
 )
+from dora_assets.metrics.durations import percentile
 from dora_assets.metrics.time_to_restore import (
     dora_time_to_restore_daily_asset,
     dora_time_to_restore_daily_reconciliation,
@@ -459,3 +460,20 @@ def test_a_late_event_is_picked_up_when_its_day_is_rebuilt(
             )
         ],
     )
+
+
+@pytest.mark.parametrize(
+    ("ordered", "percent", "expected"),
+    [
+        ([600.0], 50, 600.0),
+        ([600.0, 1_200.0], 50, 900.0),
+        ([1.0, 2.0, 3.0, 4.0], 50, 2.5),
+        ([1.0, 2.0, 3.0, 4.0], 90, 3.7),  # rank 2.7: 3 + 0.7 * (4 - 3)
+        ([10.0, 20.0, 30.0, 40.0, 50.0], 90, 46.0),  # rank 3.6
+        ([10.0, 20.0, 30.0], 100, 30.0),
+    ],
+)
+def test_the_org_median_interpolates_between_closest_ranks_as_percentile_cont(
+    ordered: list[float], percent: int, expected: float
+) -> None:
+    assert percentile(ordered, percent) == pytest.approx(expected)
