@@ -210,6 +210,25 @@ def test_attribution_by_commit_then_version_then_the_window() -> None:
     ]
 
 
+def test_attribution_takes_the_latest_deployment_of_the_commit_or_version() -> None:
+    deployments = [
+        Deployment("first", hour(0), hour(0), commit_sha="aaa", version="1"),
+        Deployment("other", hour(1), hour(1), commit_sha="bbb", version="2"),
+        Deployment("again", hour(2), hour(2), commit_sha="aaa", version="1"),
+    ]
+    incidents = [
+        incident("by-commit", 5, 6, commit_sha="aaa"),
+        incident("by-version", 5, 6, version="1"),
+        incident("at-finish", 2, 3, version="1"),  # started as `again` finished: it counts
+    ]
+    _, attributions = classify_sequence(deployments, incidents, RULES)
+    assert attributions == [
+        Attribution("by-commit", "checkout", "again", "commit", 3 * 3600.0),
+        Attribution("by-version", "checkout", "again", "version", 3 * 3600.0),
+        Attribution("at-finish", "checkout", "again", "version", 0.0),
+    ]
+
+
 def test_an_attributed_deployment_recovers_when_its_last_incident_resolves() -> None:
     deployments = sequence("1", "2")
     assert failures(deployments, [incident("i1", 1.5, 3), incident("i2", 2, 4)]) == {

@@ -127,19 +127,6 @@ def _values(classification: Classification) -> tuple[Any, ...]:
 NOT_A_FAILURE_VALUES = _values(NOT_A_FAILURE)
 
 
-def _deployment(row: sa.Row[Any]) -> Deployment:
-    identity, started, finished, commit_sha, version, tags, patch = row[:7]
-    return Deployment(
-        identity,
-        started,
-        finished,
-        commit_sha,
-        version,
-        () if tags == "[]" else tuple(json.loads(tags)),
-        None if patch is None else _patch(patch),
-    )
-
-
 @dataclass
 class _Plan:
     """What classifying one sequence changes: (before, after) classification columns of
@@ -157,8 +144,13 @@ class _Plan:
 def _plan(connection: sa.Connection, service: str, env: str, rules: Rules) -> _Plan:
     """Classify one sequence and compare with what is stored."""
     in_sequence = (deployment.service == service, deployment.env == env)
-    # Unordered: `classify_sequence` puts the sequence in order.
-    rows = connection.execute(sa.select(*READ).where(*in_sequence)).all()
+    # In sequence order, sorted by the database: `classify_sequence`'s sort then only
+    # confirms it.
+    rows = connection.execute(
+        sa.select(*READ)
+        .where(*in_sequence)
+        .order_by(deployment.finished_at, deployment.started_at, deployment.deployment_id)
+    ).all()
     stored = {
         row[0]: tuple(row[1:])
         for row in connection.execute(
@@ -180,19 +172,33 @@ def _plan(connection: sa.Connection, service: str, env: str, rules: Rules) -> _P
             ).where(incident.service == service, incident.env == env)
         ).all()
     ]
-    classified, attributions = classify_sequence(list(map(_deployment, rows)), incidents, rules)
+    classified, attributions = classify_sequence(
+        [
+            Deployment(
+                identity,
+                started,
+                finished,
+                commit_sha,
+                version,
+                () if tags == "[]" else tuple(json.loads(tags)),
+                None if patch is None else _patch(patch),
+            )
+            for identity, started, finished, commit_sha, version, tags, patch, _, _ in rows
+        ],
+        incidents,
+        rules,
+    )
     reclassified = []
     for row in rows:
-        classification = classified[row[0]]
-        held = stored.get(row[0], NOT_A_FAILURE_VALUES)
-        if classification is NOT_A_FAILURE and held is NOT_A_FAILURE_VALUES:
+        identity = row[0]
+        # Most deployments were and stay `NOT_A_FAILURE`.
+        if identity not in classified and identity not in stored:
             continue
-        wanted = (
-            NOT_A_FAILURE_VALUES if classification is NOT_A_FAILURE else _values(classification)
-        )
+        held = stored.get(identity, NOT_A_FAILURE_VALUES)
+        wanted = _values(classified.get(identity, NOT_A_FAILURE))
         if held != wanted:
             kept = {
-                "deployment_id": row[0],
+                "deployment_id": identity,
                 "service": service,
                 "env": env,
                 "team": row[7],

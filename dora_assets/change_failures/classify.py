@@ -81,17 +81,25 @@ class Rules:
     incidents_mark_deployments: bool = True
     attribution_window: dt.timedelta = dt.timedelta(hours=24)
 
-    def is_rollforward(self, deployment: Deployment) -> bool:
-        # Loops, not any() over generators: this runs for every deployment of a sequence.
-        version = deployment.version or ""
-        for pattern in self.rollforward_versions:
-            if pattern.search(version):
-                return True
-        for tag in deployment.custom_tags:
-            for pattern in self.rollforward_tags:
-                if pattern.search(tag):
-                    return True
-        return False
+    def rollforward_positions(self, sequence: Sequence[Deployment]) -> list[int]:
+        """Where in `sequence` the rollforwards are."""
+        # Plain loops with the searches at hand, no call or generator per deployment:
+        # this visits every deployment of every sequence classified.
+        versions = [pattern.search for pattern in self.rollforward_versions]
+        tags = [pattern.search for pattern in self.rollforward_tags]
+        found = []
+        for position, deployment in enumerate(sequence):
+            version = deployment.version or ""
+            for search in versions:
+                if search(version):
+                    found.append(position)
+                    break
+            else:
+                for tag in deployment.custom_tags:
+                    if [search for search in tags if search(tag)]:
+                        found.append(position)
+                        break
+        return found
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,11 @@ class _Marks:
 def classify_sequence(
     deployments: Sequence[Deployment], incidents: Sequence[Incident], rules: Rules
 ) -> tuple[dict[str, Classification], list[Attribution]]:
-    """Classify one (service, env) sequence; also attribute its incidents."""
+    """Classify one (service, env) sequence; also attribute its incidents.
+
+    Only deployments something marks have an entry: any other is `NOT_A_FAILURE`.
+    """
+    # Cheap when they come in order: a sort of sorted items only compares neighbours.
     sequence = sorted(deployments, key=SEQUENCE_ORDER)
     # Only deployments something marks get an entry.
     marks: defaultdict[str, _Marks] = defaultdict(_Marks)
@@ -157,18 +169,18 @@ def classify_sequence(
     ]
     if rules.incidents_mark_deployments:
         _mark_attributed(sequence, incidents, attributions, marks)
+    patches = {d.deployment_id: d.patch for d in sequence if d.patch is not None}
     return {
-        deployment.deployment_id: _decide(deployment, found)
-        if (found := marks.get(deployment.deployment_id))
-        else NOT_A_FAILURE
-        for deployment in sequence
+        deployment_id: _decide(patches.get(deployment_id), found)
+        for deployment_id, found in marks.items()
     }, attributions
 
 
 def _detect_rollbacks(sequence: Sequence[Deployment], marks: defaultdict[str, _Marks]) -> None:
     """A rollback deploys what an earlier deployment did, unlike the one just before it;
     the change failure is the first deployment after that earlier one."""
-    visible = [(d, deployed) for d in sequence if (deployed := d.deployed) is not None]
+    # `Deployment.deployed` inline: this visits every deployment.
+    visible = [(d, deployed) for d in sequence if (deployed := d.commit_sha or d.version)]
     latest_rank: dict[str, int] = {}
     previous: str | None = None
     for rank, (deployment, deployed) in enumerate(visible):
@@ -184,12 +196,12 @@ def _detect_rollbacks(sequence: Sequence[Deployment], marks: defaultdict[str, _M
 def _detect_rollforwards(
     sequence: Sequence[Deployment], marks: defaultdict[str, _Marks], rules: Rules
 ) -> None:
-    for position, deployment in enumerate(sequence):
-        if rules.is_rollforward(deployment):
-            marks[deployment.deployment_id].is_rollforward = True
-            if position:
-                failed = sequence[position - 1]
-                marks[failed.deployment_id].add(ROLLFORWARD, ROLLFORWARD, deployment)
+    for position in rules.rollforward_positions(sequence):
+        deployment = sequence[position]
+        marks[deployment.deployment_id].is_rollforward = True
+        if position:
+            failed = sequence[position - 1]
+            marks[failed.deployment_id].add(ROLLFORWARD, ROLLFORWARD, deployment)
 
 
 def _remediation(sequence: Sequence[Deployment], position: int, patch: Patch) -> Deployment | None:
@@ -234,12 +246,14 @@ def attribute(
     if not incident.service:
         return None
     finished = finished if finished is not None else [d.finished_at for d in sequence]
-    candidates = sequence[: bisect.bisect_right(finished, incident.started_at)]
-    if not candidates:
+    # The candidates are `sequence[:end]`, not copied: a busy service's sequence holds
+    # thousands of deployments, and most incidents only need the last candidate.
+    end = bisect.bisect_right(finished, incident.started_at)
+    if not end:
         return None
 
     def latest(matches: Callable[[Deployment], bool]) -> Deployment | None:
-        return next((d for d in reversed(candidates) if matches(d)), None)
+        return next((d for k in range(end - 1, -1, -1) if matches(d := sequence[k])), None)
 
     chosen, method = None, ""
     if incident.commit_sha is not None:
@@ -248,10 +262,10 @@ def attribute(
         chosen, method = latest(lambda d: d.version == incident.version), "version"
     if (
         chosen is None
-        and candidates[-1].finished_at >= incident.started_at - rules.attribution_window
+        and sequence[end - 1].finished_at >= incident.started_at - rules.attribution_window
     ):
         # The latest candidate finished last: if it is outside the window, all are.
-        chosen, method = candidates[-1], "preceding"
+        chosen, method = sequence[end - 1], "preceding"
     if chosen is None:
         return None
     lag = (incident.started_at - chosen.finished_at).total_seconds()
@@ -276,8 +290,8 @@ def _mark_attributed(
         marks[deployment_id].reasons[INCIDENT] = (None, None, recovered)
 
 
-def _decide(deployment: Deployment, marks: _Marks) -> Classification:
-    stable = deployment.patch is not None and not deployment.patch.change_failure
+def _decide(patch: Patch | None, marks: _Marks) -> Classification:
+    stable = patch is not None and not patch.change_failure
     reason = next((r for r in PRECEDENCE if r in marks.reasons), None)
     if stable or reason is None:
         return Classification(is_rollback=marks.is_rollback, is_rollforward=marks.is_rollforward)
