@@ -21,9 +21,12 @@ timed), then times, in one process:
   adds: the backfill minus that run (`data_work_s`) at most 0.6x DuckDB reading the
   same warehouse.
 
-Every path's tables are compared value by value. It repeats the SQLite backfill at
-half the rows to show how cost grows, reads peak RSS (the kernel's high-water mark)
-and ends with one JSON line.
+Every timed path runs `--repeat` times (2 by default, 1 with `--quick`) and its fastest
+run counts, every run's time printed and kept in the JSON line (`*_runs_s`): on these
+machines the same run varies by a third from one try to the next, and the first
+Dagster run of a process also pays for warming up. Every path's tables are compared
+value by value. It repeats the SQLite backfill at half the rows to show how cost grows,
+reads peak RSS (the kernel's high-water mark) and ends with one JSON line.
 
 PostgreSQL: `--postgres-url` or DORA_TEST_POSTGRES_URL names a server; the bench
 creates and drops its own database there.
@@ -44,7 +47,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import duckdb
@@ -294,12 +297,28 @@ def dagster_backfill(
     return elapsed, step_seconds
 
 
-def empty_warehouse_backfill(url: str, instance_kind: str, postgres_admin_url: str | None) -> float:
+def empty_warehouse_backfill(
+    url: str, instance_kind: str, postgres_admin_url: str | None
+) -> tuple[float, dict[str, float]]:
     """The same backfill over the schema with no rows: Dagster's own bookkeeping plus the
     run's fixed round trips to that database; the data work is what a full run adds."""
     open_warehouse(url).dispose()
-    elapsed, _ = dagster_backfill(url, instance_kind, postgres_admin_url)
-    return elapsed
+    return dagster_backfill(url, instance_kind, postgres_admin_url)
+
+
+Result = TypeVar("Result")
+
+
+def fastest(
+    repeat: int, label: str, run: Callable[[], tuple[float, Result]]
+) -> tuple[float, Result, list[float]]:
+    """The fastest of `repeat` runs of the same work (its seconds and result), and every
+    run's seconds: the run least disturbed by the rest of the machine."""
+    runs = [run() for _ in range(repeat)]
+    seconds = [elapsed for elapsed, _ in runs]
+    say(f"  {label}: {', '.join(f'{elapsed:.2f} s' for elapsed in seconds)}")
+    best = min(runs, key=lambda measured: measured[0])
+    return best[0], best[1], seconds
 
 
 def data_work_verdict(seconds: float, duckdb_seconds: float) -> str:
@@ -502,8 +521,12 @@ def main() -> None:
     parser.add_argument(
         "--dagster-instance", choices=["ephemeral", "temp", "postgres"], default="ephemeral"
     )
+    parser.add_argument(
+        "--repeat", type=int, help="runs of each timed path, the fastest counts (default 2)"
+    )
     args = parser.parse_args()
     deployments, incidents = (50_000, 5_000) if args.quick else (args.deployments, args.incidents)
+    repeat = args.repeat or (1 if args.quick else 2)
     figures: dict[str, object] = {
         "deployments": deployments,
         "incidents": incidents,
@@ -515,6 +538,7 @@ def main() -> None:
             "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
         ),
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "repeat": repeat,
     }
 
     memory = PeakMemory()
@@ -524,25 +548,27 @@ def main() -> None:
         data = generate(deployments, incidents)
 
         say("Dagster's own cost: the same backfill over an empty SQLite warehouse")
-        dagster_overhead_s = empty_warehouse_backfill(
-            f"sqlite:///{folder / 'empty.db'}", args.dagster_instance, args.postgres_url
+        empty_url = f"sqlite:///{folder / 'empty.db'}"
+        dagster_overhead_s, _, empty_runs = fastest(
+            repeat,
+            "over an empty warehouse",
+            lambda: empty_warehouse_backfill(empty_url, args.dagster_instance, args.postgres_url),
         )
-        say(f"  {dagster_overhead_s:.2f} s")
 
         say("bulk load (not timed)")
         sqlite_url = sqlite_warehouse(folder, "full", data)
 
         say("SQLite warehouse")
         with memory.section() as backfill_peak:
-            sqlite_s, sqlite_steps = dagster_backfill(
-                sqlite_url, args.dagster_instance, args.postgres_url
+            sqlite_s, sqlite_steps, sqlite_runs = fastest(
+                repeat,
+                "Dagster single-run backfill, 365 partitions x 2 assets",
+                lambda: dagster_backfill(sqlite_url, args.dagster_instance, args.postgres_url),
             )
-        say(
-            f"  Dagster single-run backfill, 365 partitions x 2 assets: {sqlite_s:.2f} s"
-            f" (steps: {sqlite_steps})"
+        say(f"  the fastest run's steps: {sqlite_steps}")
+        duckdb_sqlite_s, duckdb_sqlite, duckdb_sqlite_runs = fastest(
+            repeat, "DuckDB from the SQLite warehouse", lambda: duckdb_from_warehouse(sqlite_url)
         )
-        duckdb_sqlite_s, duckdb_sqlite = duckdb_from_warehouse(sqlite_url)
-        say(f"  DuckDB from the SQLite warehouse: {duckdb_sqlite_s:.2f} s")
         results = {"sqlite": warehouse_tables(sqlite_url), "duckdb_from_sqlite": duckdb_sqlite}
 
         started = time.perf_counter()
@@ -556,22 +582,30 @@ def main() -> None:
             # Its own empty run, as "the same run" is: the SQLite one would leave
             # PostgreSQL's per-run connections and empty-table queries in its data work.
             with postgres_database(args.postgres_url) as empty_postgres_url:
-                postgres_overhead_s = empty_warehouse_backfill(
-                    empty_postgres_url, args.dagster_instance, args.postgres_url
+                postgres_overhead_s, _, _ = fastest(
+                    repeat,
+                    "over an empty PostgreSQL warehouse",
+                    lambda: empty_warehouse_backfill(
+                        empty_postgres_url, args.dagster_instance, args.postgres_url
+                    ),
                 )
-            say(f"  over an empty PostgreSQL warehouse: {postgres_overhead_s:.2f} s")
             with postgres_database(args.postgres_url) as postgres_url:
                 engine = open_warehouse(postgres_url)
                 load_postgres(engine, data)
                 engine.dispose()
-                postgres_s, postgres_steps = dagster_backfill(
-                    postgres_url, args.dagster_instance, args.postgres_url
+                postgres_s, postgres_steps, _ = fastest(
+                    repeat,
+                    "Dagster single-run backfill",
+                    lambda: dagster_backfill(
+                        postgres_url, args.dagster_instance, args.postgres_url
+                    ),
                 )
-                say(f"  Dagster single-run backfill: {postgres_s:.2f} s {postgres_steps}")
-                duckdb_postgres_s, results["duckdb_from_postgres"] = duckdb_from_warehouse(
-                    postgres_url
+                say(f"  the fastest run's steps: {postgres_steps}")
+                duckdb_postgres_s, results["duckdb_from_postgres"], _ = fastest(
+                    repeat,
+                    "DuckDB from the PostgreSQL warehouse",
+                    lambda: duckdb_from_warehouse(postgres_url),
                 )
-                say(f"  DuckDB from the PostgreSQL warehouse: {duckdb_postgres_s:.2f} s")
                 results["postgres"] = warehouse_tables(postgres_url)
         else:
             say("no --postgres-url / DORA_TEST_POSTGRES_URL: PostgreSQL skipped")
@@ -580,8 +614,11 @@ def main() -> None:
         del data
         half = generate(deployments // 2, incidents // 2)
         half_url = sqlite_warehouse(folder, "half", half)
-        half_rows_sqlite_s, _ = dagster_backfill(half_url, args.dagster_instance, args.postgres_url)
-        say(f"  Dagster single-run backfill: {half_rows_sqlite_s:.2f} s")
+        half_rows_sqlite_s, _, _ = fastest(
+            repeat,
+            "Dagster single-run backfill",
+            lambda: dagster_backfill(half_url, args.dagster_instance, args.postgres_url),
+        )
 
         reference = results["duckdb_in_memory"]
         agreement = {name: tables_agree(reference, tables) for name, tables in results.items()}
@@ -600,6 +637,9 @@ def main() -> None:
             ),
             "duckdb_in_memory_s": round(duckdb_in_memory_s, 3),
             "dagster_empty_backfill_s": round(dagster_overhead_s, 3),
+            "sqlite_runs_s": [round(seconds, 3) for seconds in sqlite_runs],
+            "dagster_empty_backfill_runs_s": [round(seconds, 3) for seconds in empty_runs],
+            "duckdb_from_warehouse_runs_s": [round(seconds, 3) for seconds in duckdb_sqlite_runs],
             "half_rows_sqlite_s": round(half_rows_sqlite_s, 3),
             "full_over_half_sqlite": round(sqlite_s / half_rows_sqlite_s, 2),
             "sqlite_over_duckdb_from_warehouse": round(sqlite_s / duckdb_sqlite_s, 2),
