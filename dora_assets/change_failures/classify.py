@@ -95,10 +95,9 @@ class Rules:
                     found.append(position)
                     break
             else:
-                for tag in deployment.custom_tags:
-                    if [search for search in tags if search(tag)]:
-                        found.append(position)
-                        break
+                custom_tags = deployment.custom_tags  # most deployments have none
+                if custom_tags and any(search(tag) for tag in custom_tags for search in tags):
+                    found.append(position)
         return found
 
 
@@ -156,7 +155,6 @@ def classify_sequence(
     """
     # Cheap when they come in order: a sort of sorted items only compares neighbours.
     sequence = sorted(deployments, key=SEQUENCE_ORDER)
-    # Only deployments something marks get an entry.
     marks: defaultdict[str, _Marks] = defaultdict(_Marks)
     _detect_rollbacks(sequence, marks)
     _detect_rollforwards(sequence, marks, rules)
