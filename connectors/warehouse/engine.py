@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +47,40 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN" if is_read_only(connection) else "BEGIN IMMEDIATE")
+        if is_read_only(connection):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            _begin_immediate(connection)
+
+
+# SQLite's own busy handler sleeps longer the longer a writer has waited (see
+# `WRITERS_PAUSE_MIN_S`): a writer that waited 20 ms for a batch job's write can sleep on
+# 15 ms after the lock is free. Polling every millisecond takes the lock about a
+# millisecond after its release (an API write waiting out 20 ms job writes: p99 35 ms ->
+# 23 ms in a two-process experiment; in `bench/steady_state.py --quick` the API's p99
+# during the refresh went from ~1.3-1.8x the refresh's longest write to ~0.9-1.3x).
+LOCK_POLL_S = 0.001
+
+
+def _begin_immediate(connection: sa.Connection) -> None:
+    """BEGIN IMMEDIATE, polling for the write lock up to `SQLITE_BUSY_TIMEOUT_MS`."""
+    driver = connection.connection.driver_connection
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    _pragma(connection, "busy_timeout=0")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                driver.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    break
+            time.sleep(LOCK_POLL_S)
+        # Out of time, or another error: SQLAlchemy raises it as for any statement (the
+        # event API answers a busy warehouse with 503).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        _pragma(connection, f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def is_read_only(connection: sa.Connection) -> bool:
@@ -78,12 +112,13 @@ def is_sqlite(engine: sa.Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-# SQLite admits one writer at a time, and a writer waiting for the lock (an API request)
-# polls it with growing sleeps (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, then 100 ms),
-# each at most about half the time it has waited so far: a batch job that commits and
-# takes the lock again at once can keep it out for as long as the job runs, and a pause
-# shorter than the writer's next sleep can pass unseen. So after a write of t seconds a
-# job pauses t/2, at least 25 ms and at most 100 ms.
+# SQLite admits one writer at a time: a batch job that commits and takes the lock again
+# at once can keep a waiting writer (an API request) out for as long as the job runs. So
+# after a write of t seconds a job pauses t/2, at least 25 ms and at most 100 ms. Our own
+# writers poll the lock every millisecond (`_begin_immediate`) and take it early in the
+# pause; a writer in another program waits in SQLite's busy handler, which polls with
+# growing sleeps (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, then 100 ms, each at most
+# about half the time waited so far), and the 25 ms minimum leaves it a chance too.
 WRITERS_PAUSE_MIN_S = 0.025
 WRITERS_PAUSE_MAX_S = 0.1
 
