@@ -47,8 +47,23 @@ def warehouse_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_writer_takes_the_lock_once_it_is_released(warehouse_file: Path) -> None:
+@pytest.fixture
+def engine(warehouse_file: Path) -> Iterator[sa.Engine]:
     engine = open_warehouse(f"sqlite:///{warehouse_file}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Seconds a writer now waits for the lock before giving up."""
+    monkeypatch.setattr(warehouse_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    return 0.3
+
+
+def test_a_writer_takes_the_lock_once_it_is_released(
+    warehouse_file: Path, engine: sa.Engine
+) -> None:
     with lock_held(warehouse_file, release_after_s=0.3):
         started = time.monotonic()
         with engine.begin() as connection:
@@ -59,14 +74,11 @@ def test_a_writer_takes_the_lock_once_it_is_released(warehouse_file: Path) -> No
         # The connection's busy timeout is back for the statements of later transactions.
         busy_timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
         assert busy_timeout == warehouse_engine.SQLITE_BUSY_TIMEOUT_MS
-    engine.dispose()
 
 
 def test_a_writer_gives_up_after_the_busy_timeout(
-    warehouse_file: Path, monkeypatch: pytest.MonkeyPatch
+    warehouse_file: Path, short_busy_timeout: float, engine: sa.Engine
 ) -> None:
-    monkeypatch.setattr(warehouse_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
-    engine = open_warehouse(f"sqlite:///{warehouse_file}")
     with lock_held(warehouse_file):
         started = time.monotonic()
         with (
@@ -74,16 +86,13 @@ def test_a_writer_gives_up_after_the_busy_timeout(
             engine.begin() as connection,
         ):
             connection.exec_driver_sql("CREATE TABLE never (n INTEGER)")
-        assert time.monotonic() - started >= 0.3
+        assert time.monotonic() - started >= short_busy_timeout
     assert "never" not in sa.inspect(engine).get_table_names()
-    engine.dispose()
 
 
 def test_the_api_answers_503_when_the_warehouse_stays_locked_and_202_once_free(
-    warehouse_file: Path, monkeypatch: pytest.MonkeyPatch
+    warehouse_file: Path, short_busy_timeout: float, engine: sa.Engine
 ) -> None:
-    monkeypatch.setattr(warehouse_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
-    engine = open_warehouse(f"sqlite:///{warehouse_file}")
     with live_api(engine) as client:
         with lock_held(warehouse_file):
             refused = client.post(DEPLOYMENT, json=deployment(id="while-locked"))
@@ -92,4 +101,3 @@ def test_the_api_answers_503_when_the_warehouse_stays_locked_and_202_once_free(
     assert refused.headers["Retry-After"] == "5"
     assert accepted.status_code == 202
     assert count_rows(engine, api_deployments) == 1
-    engine.dispose()
