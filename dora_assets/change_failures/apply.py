@@ -195,7 +195,8 @@ def _plan(connection: sa.Connection, service: str, env: str, rules: Rules) -> _P
         if identity not in classified and identity not in stored:
             continue
         held = stored.get(identity, NOT_A_FAILURE_VALUES)
-        wanted = _values(classified.get(identity, NOT_A_FAILURE))
+        found = classified.get(identity)
+        wanted = _values(found) if found else NOT_A_FAILURE_VALUES
         if held != wanted:
             kept = {
                 "deployment_id": identity,

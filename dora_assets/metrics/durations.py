@@ -47,16 +47,17 @@ def org_median_per_day(
     order (the day columns are indexed) and each day's median is taken here, as
     `percentile_cont` does: SQLite's window functions cost several times that.
     """
-    listed = items.subquery()
-    durations = connection.execute(
-        sa.select(listed.c.day, listed.c.item, listed.c.seconds).order_by(listed.c.day)
-    )
     row_counts = dict(
         connection.execute(
             sa.select(table.c.day, sa.func.count())
             .where(table.c.day >= first_day, table.c.day < end_day)
             .group_by(table.c.day)
         ).all()
+    )
+    listed = items.subquery()
+    # Streamed: read after the row counts, not beside them.
+    durations = connection.execute(
+        sa.select(listed.c.day, listed.c.item, listed.c.seconds).order_by(listed.c.day)
     )
     figures: dict[dt.date, dict[str, float | int | None]] = {}
     for day, rows in itertools.groupby(durations, key=operator.itemgetter(0)):
