@@ -14,6 +14,7 @@ from connectors import settings
 from connectors.api import events, pagerduty_webhook
 from connectors.api.errors import install_error_handling
 from connectors.events.group_commit import GroupCommitWriter
+from connectors.events.spool import Spool
 from connectors.events.store import EventStore
 
 
@@ -34,12 +35,16 @@ class ApiSettings:
 
 def create_app(engine: sa.Engine, api_settings: ApiSettings) -> FastAPI:
     """The ASGI app; routers read `app.state.engine` and `app.state.settings`."""
-    writer = GroupCommitWriter(EventStore(engine))
+    spool = Spool.beside(engine)
+    writer = GroupCommitWriter(EventStore(engine, spool))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await writer.settle()  # what an earlier run of the API spooled
         yield
         writer.close()  # answers what is in flight before the process exits
+        if spool is not None:
+            spool.dispose()
 
     app = FastAPI(title="DORA event API", version="1.0", lifespan=lifespan)
     app.state.engine = engine

@@ -1,7 +1,9 @@
 """The Datadog-compatible DORA endpoints: record, read back, retract, mark change failure.
 
 Writes go through the app's group-commit writer, so `202` is sent only after the
-transaction holding the event has committed.
+transaction holding the event has committed (in the warehouse, or in the spool beside a
+SQLite warehouse while a job holds its lock: see `connectors.events.spool`). A read
+first waits for the spool to be applied, so it sees every event already answered.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -111,8 +114,9 @@ async def post_deployment(request: Request) -> Response:
     summary="Read a deployment back",
     responses={**_ERRORS, **_NOT_FOUND},
 )
-def get_deployment(deployment_id: str, request: Request) -> Response:
-    stored = _store(request).get_deployment(deployment_id)
+async def get_deployment(deployment_id: str, request: Request) -> Response:
+    await _writer(request).settle()
+    stored = await run_in_threadpool(_store(request).get_deployment, deployment_id)
     if stored is None:
         raise _not_found("deployment", deployment_id)
     return _json(200, {"data": _deployment_resource(stored)})
@@ -212,8 +216,9 @@ for _path in ("/failure", "/incident"):
     summary="Read a failure back",
     responses={**_ERRORS, **_NOT_FOUND},
 )
-def get_failure(failure_id: str, request: Request) -> Response:
-    stored = _store(request).get_failure(failure_id)
+async def get_failure(failure_id: str, request: Request) -> Response:
+    await _writer(request).settle()
+    stored = await run_in_threadpool(_store(request).get_failure, failure_id)
     if stored is None:
         raise _not_found("failure", failure_id)
     return _json(200, {"data": _failure_resource(stored)})

@@ -16,10 +16,13 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from connectors.events.store import EventStore, Write
+from connectors.events.store import EventStore, Write, settle
 
 _Pending = tuple[Write, asyncio.Future[Any], asyncio.AbstractEventLoop]
 _STOP = None
+# How often, while nothing else comes, the writer retries applying spooled events: jobs
+# leave the lock free for at least 25 ms between their writes (`WriteTurns`).
+SPOOL_RETRY_S = 0.005
 
 
 class GroupCommitWriter:
@@ -39,6 +42,12 @@ class GroupCommitWriter:
         self._start()
         self._queue.put((write, future, loop))
         return await future
+
+    async def settle(self) -> None:
+        """Wait until every event the spool holds is in the warehouse (for a read)."""
+        spool = self._store.spool
+        if spool is not None and not spool.is_empty():
+            await self.submit(settle())
 
     def close(self, timeout: float = 30) -> None:
         """Finish what was submitted, then stop the thread."""
@@ -60,7 +69,12 @@ class GroupCommitWriter:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                # While events wait in the spool, try the warehouse's lock now and then.
+                first = self._queue.get(timeout=SPOOL_RETRY_S if self._store.spooling else None)
+            except queue.Empty:
+                self._store.take_up_spool()
+                continue
             if first is _STOP:
                 return
             batch, stopping = [first], False

@@ -12,6 +12,8 @@ kind share their statements.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +31,10 @@ from connectors.events.schemas import (
     FailureEvent,
     Remediation,
 )
+from connectors.events.spool import Event, Spool
 from connectors.timestamps import utcnow
 from connectors.warehouse import reading
+from connectors.warehouse.engine import LockHeld, begin_if_free
 from connectors.warehouse.schema import api_deployments, api_failure_services, api_failures
 from connectors.warehouse.upsert import upsert
 
@@ -347,6 +351,31 @@ def upsert_failure(event: FailureEvent) -> Write:
     return Write(upsert_failures, event)
 
 
+def _settled(_connection: sa.Connection, arguments: list[None]) -> list[None]:
+    return [None for _ in arguments]
+
+
+def settle() -> Write:
+    """Nothing but the spool applied: what a read waits for to see every accepted event."""
+    return Write(_settled, None)
+
+
+def upsert_events(connection: sa.Connection, events: list[Event]) -> None:
+    """Upsert deployments and failures, in order."""
+    upserts = [
+        upsert_deployment(event) if isinstance(event, DeploymentEvent) else upsert_failure(event)
+        for event in events
+    ]
+    _apply(connection, upserts)
+
+
+# Writes whose result needs nothing stored: the spool can take them (see `spool`).
+_SPOOLABLE: dict[Callable[..., Any], _Kind[Any]] = {
+    upsert_deployments: _DEPLOYMENTS,
+    upsert_failures: _FAILURES,
+}
+
+
 def delete_deployment(identifier: str) -> Write:
     return Write(delete_deployments, identifier)
 
@@ -382,10 +411,17 @@ def _apply(connection: sa.Connection, writes: Sequence[Write]) -> list[Any]:
 
 
 class EventStore:
-    """All landing reads and writes of API deployments and failures."""
+    """All landing reads and writes of API deployments and failures.
 
-    def __init__(self, engine: sa.Engine) -> None:
+    With a `spool` (the event API on a SQLite warehouse), upserts that find the
+    warehouse's write lock taken are kept there instead of waiting, and every write
+    transaction first applies what the spool holds."""
+
+    def __init__(self, engine: sa.Engine, spool: Spool | None = None) -> None:
         self.engine = engine
+        self.spool = spool
+        # Whether this process spooled events that no write transaction has applied yet.
+        self.spooling = False
 
     def write_batch(self, writes: Sequence[Write]) -> list[Any]:
         """Apply writes in order in ONE transaction (one durable commit for all of them).
@@ -394,23 +430,52 @@ class EventStore:
         transaction fail, every write is retried alone, so one failing write never
         takes its neighbours down with it.
         """
+        spoolable = self.spool is not None and all(w.apply in _SPOOLABLE for w in writes)
         try:
-            with self.engine.begin() as connection:
-                return _apply(connection, writes)
+            return self._transaction(writes, wait=not spoolable)
+        except LockHeld:
+            return self._spool(writes)
         except Exception as error:
             if len(writes) == 1:
                 return [error]
         results: list[Any] = []
         for write in writes:
             try:
-                results.append(self._write(write))
+                results.append(self._transaction([write], wait=True)[0])
             except Exception as error:
                 results.append(error)
         return results
 
+    def take_up_spool(self) -> None:
+        """Apply what the spool holds if the warehouse is free now; else leave it."""
+        if self.spool is not None:
+            with contextlib.suppress(LockHeld):
+                self._transaction([], wait=False)
+
+    def _transaction(self, writes: Sequence[Write], wait: bool) -> list[Any]:
+        """`writes` in one transaction, after what the spool holds. Without `wait`, raises
+        `LockHeld` at once when the warehouse's write lock is taken."""
+        begin = self.engine.begin if wait else functools.partial(begin_if_free, self.engine)
+        with begin() as connection:
+            taken = self.spool.apply(connection, upsert_events) if self.spool else 0
+            results = _apply(connection, writes)
+        self.spooling = False
+        if taken and self.spool is not None:
+            self.spool.forget_applied(self.engine)
+        return results
+
+    def _spool(self, writes: Sequence[Write]) -> list[Any]:
+        """Keep upserts in the spool; the ids they will have."""
+        assert self.spool is not None
+        try:
+            self.spool.append([write.argument for write in writes])
+        except Exception as error:
+            return [error for _ in writes]
+        self.spooling = True
+        return [_SPOOLABLE[write.apply].identify(write.argument) for write in writes]
+
     def _write(self, write: Write) -> Any:
-        with self.engine.begin() as connection:
-            return _apply(connection, [write])[0]
+        return self._transaction([write], wait=True)[0]
 
     def upsert_deployment(self, event: DeploymentEvent) -> str:
         return self._write(upsert_deployment(event))

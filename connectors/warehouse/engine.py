@@ -15,6 +15,8 @@ from connectors import settings
 
 # Marks a connection whose transactions only read (see `reading`).
 _READ_ONLY = "dora_read_only"
+# Marks a connection whose write transactions do not wait for the lock (see `begin_if_free`).
+_NO_WAIT = "dora_no_wait"
 # Long enough for an API write to wait out a Dagster partition rewrite.
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -49,6 +51,8 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     def _on_begin(connection: sa.Connection) -> None:
         if is_read_only(connection):
             connection.exec_driver_sql("BEGIN")
+        elif connection.get_execution_options().get(_NO_WAIT, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # busy_timeout=0 there
         else:
             _begin_immediate(connection)
 
@@ -81,6 +85,32 @@ def _begin_immediate(connection: sa.Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     finally:
         _pragma(connection, f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+class LockHeld(Exception):
+    """Another connection holds SQLite's write lock (see `begin_if_free`)."""
+
+
+@contextmanager
+def begin_if_free(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """`engine.begin()`, except that on SQLite it raises `LockHeld` at once, without
+    waiting, when another connection holds the write lock."""
+    if not is_sqlite(engine):
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        _pragma(connection, "busy_timeout=0")
+        try:
+            transaction = connection.execution_options(**{_NO_WAIT: True}).begin()
+        except sa.exc.OperationalError as error:
+            if getattr(error.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                raise LockHeld from error
+            raise
+        finally:
+            _pragma(connection, f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        with transaction:
+            yield connection
 
 
 def is_read_only(connection: sa.Connection) -> bool:
@@ -150,7 +180,7 @@ class WriteTurns:
                 with connection.begin():
                     yield connection
             else:
-                with _unsynced(connection):
+                with unsynced(connection):
                     with connection.begin():
                         yield connection
                     # Copy the job's pages into the database file now, outside the lock,
@@ -164,8 +194,9 @@ class WriteTurns:
 
 
 @contextmanager
-def _unsynced(connection: sa.Connection) -> Iterator[None]:
-    """`synchronous=NORMAL` inside; FULL again before the connection returns to the pool."""
+def unsynced(connection: sa.Connection) -> Iterator[None]:
+    """`synchronous=NORMAL` inside (commits not fsynced); FULL again before the connection
+    returns to the pool."""
     _pragma(connection, "synchronous=NORMAL")
     try:
         yield

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import dagster as dg
 import sqlalchemy as sa
 
+from connectors.events.spool import Spool
+from connectors.events.store import upsert_events
 from connectors.pagerduty.webhooks import fold_webhook_deliveries
 from connectors.warehouse.schema import api_deployments, api_failures
 from connectors.warehouse.watermarks import lock_watermark, save_watermark
@@ -69,6 +71,9 @@ failures (`api_deployments`, `api_failures`), retractions, and PagerDuty webhook
 deliveries, which it folds into per-incident state (the latest event by `occurred_at`
 wins, whatever the delivery order).
 
+On a SQLite warehouse it first lands the events the API kept in its spool while a job
+held the warehouse's write lock (`spooled_events_landed`).
+
 Its metadata reports how many events it took up; the normalized assets downstream
 apply what changed since their own watermarks. Unpartitioned: the API accepts events
 for any day.
@@ -76,10 +81,17 @@ for any day.
 )
 def event_api_events_asset(warehouse: WarehouseResource) -> dg.MaterializeResult:
     folded = fold_webhook_deliveries(warehouse.engine)
+    spool = Spool.beside(warehouse.engine, create=False)
     with warehouse.engine.begin() as connection:
+        # Events the API spooled while a job held the warehouse's lock land first.
+        spooled = spool.apply(connection, upsert_events) if spool else 0
         taken_up = landed_since(connection, lock_watermark(connection, WATERMARK))
         if taken_up.watermark is not None:
             save_watermark(connection, WATERMARK, taken_up.watermark)
+    if spool is not None:
+        if spooled:
+            spool.forget_applied(warehouse.engine)
+        spool.dispose()
     events = taken_up.deployments + taken_up.failures + taken_up.retractions + folded.deliveries
     return dg.MaterializeResult(
         metadata={
@@ -87,6 +99,7 @@ def event_api_events_asset(warehouse: WarehouseResource) -> dg.MaterializeResult
             "deployments": dg.MetadataValue.int(taken_up.deployments),
             "failures": dg.MetadataValue.int(taken_up.failures),
             "retractions": dg.MetadataValue.int(taken_up.retractions),
+            "spooled_events_landed": dg.MetadataValue.int(spooled),
             "pagerduty_webhook_deliveries": dg.MetadataValue.int(folded.deliveries),
             "pagerduty_incidents_refolded": dg.MetadataValue.int(folded.incidents),
             "watermark": dg.MetadataValue.text(
