@@ -369,7 +369,7 @@ def upsert_events(connection: sa.Connection, events: list[Event]) -> None:
     _apply(connection, upserts)
 
 
-# Writes whose result needs nothing stored: the spool can take them (see `spool`).
+# Writes whose result needs nothing stored: the spool can take them (`connectors.events.spool`).
 _SPOOLABLE: dict[Callable[..., Any], _Kind[Any]] = {
     upsert_deployments: _DEPLOYMENTS,
     upsert_failures: _FAILURES,
