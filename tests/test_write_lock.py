@@ -165,7 +165,9 @@ def test_upserts_are_spooled_while_the_lock_is_held_and_land_once_it_is_free(
             # Longer than the busy timeout: a write that waited would have failed (503).
             time.sleep(short_busy_timeout)
             posted = client.post(DEPLOYMENT, json=deployment(id="while-locked", version="v1"))
-            failure_posted = client.post(FAILURE, json=failure(id="f-while-locked"))
+            failure_posted = client.post(
+                FAILURE, json=failure(id="f-while-locked", services=["shop", "cart"])
+            )
             assert landed(engine) == {}  # in the spool, not in the warehouse yet
             assert not Spool(spool_path(engine)).is_empty()
         assert posted.status_code == failure_posted.status_code == 202
@@ -176,8 +178,10 @@ def test_upserts_are_spooled_while_the_lock_is_held_and_land_once_it_is_free(
         assert count_rows(engine, api_failures) == 1
         assert Spool(spool_path(engine)).is_empty()
         read = client.get("/api/v2/dora/deployments/while-locked")
+        failure_read = client.get("/api/v2/dora/failures/f-while-locked")
     assert read.status_code == 200
     assert read.json()["data"]["attributes"]["version"] == "v1"
+    assert failure_read.json()["data"]["attributes"]["services"] == ["cart", "shop"]
 
 
 def test_a_read_or_retraction_after_a_spooled_upsert_sees_it(
