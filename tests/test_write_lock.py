@@ -32,8 +32,8 @@ from api_support import (
 from connectors.events.schemas import DeploymentEvent
 from connectors.events.spool import Spool, spool_path
 from connectors.events.store import EventStore, upsert_events
+from connectors.warehouse import create_engine, open_warehouse, reading
 from connectors.warehouse import engine as warehouse_engine
-from connectors.warehouse import open_warehouse, reading
 from connectors.warehouse.schema import api_deployments, api_failures
 from dora_assets.ingest.event_api import event_api_events_asset
 from dora_assets.resources import WarehouseResource
@@ -274,3 +274,15 @@ def test_every_spooled_event_survives_sigkill(warehouse_file: Path, tmp_path: Pa
     assert missing == []
     assert len(landed(engine)) == 20
     engine.dispose()
+
+
+def test_only_a_sqlite_file_warehouse_has_a_spool(postgres_url: str, warehouse_file: Path) -> None:
+    # PostgreSQL's writers do not share one lock; an in-memory database has no beside.
+    for url, spool in (
+        (postgres_url, None),
+        ("sqlite://", None),
+        (f"sqlite:///{warehouse_file}", Path(f"{warehouse_file}.spool")),
+    ):
+        engine = create_engine(url)
+        assert spool_path(engine) == spool
+        engine.dispose()
