@@ -230,6 +230,21 @@ def test_a_spool_entry_is_applied_once_even_when_its_removal_was_lost(
     fresh.dispose()
 
 
+def test_spool_reads_never_wait_for_the_warehouse_lock(
+    warehouse_file: Path, short_busy_timeout: float, engine: sa.Engine
+) -> None:
+    spool = Spool(spool_path(engine))
+    spool.append([deployment_event("landed", "v1")])
+    with engine.begin() as connection:
+        spool.apply(connection, upsert_events)
+    with lock_held(warehouse_file):
+        time.sleep(short_busy_timeout)
+        # A write would give up now (OperationalError); these only read the warehouse.
+        spool.forget_applied(engine)
+        assert spool.is_empty()
+    spool.dispose()
+
+
 def test_the_refresh_lands_what_the_spool_holds(warehouse_file: Path, engine: sa.Engine) -> None:
     spool = Spool(spool_path(engine))
     spool.append([deployment_event("left-in-spool", "v1")])

@@ -31,7 +31,7 @@ import orjson
 import sqlalchemy as sa
 
 from connectors.events.schemas import DeploymentEvent, FailureEvent
-from connectors.warehouse.engine import create_engine, unsynced
+from connectors.warehouse.engine import create_engine, reading, unsynced
 from connectors.warehouse.watermarks import lock_state, read_state, save_state
 
 SPOOL_STATE = "event_api.spool"
@@ -108,8 +108,8 @@ class Spool:
             )
 
     def is_empty(self) -> bool:
-        with self.engine.connect() as connection:
-            return connection.scalar(sa.select(sa.func.count()).select_from(spooled_events)) == 0
+        with reading(self.engine) as connection:
+            return connection.scalar(sa.select(spooled_events.c.entry).limit(1)) is None
 
     def apply(
         self, warehouse: sa.Connection, upsert: Callable[[sa.Connection, list[Event]], object]
@@ -117,7 +117,7 @@ class Spool:
         """Upsert, in `warehouse`'s write transaction, every event the warehouse has not
         taken yet, and record the last. Returns how many entries the spool held (all of
         them in the warehouse once this commits: `forget_applied` them then)."""
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             entries = connection.execute(
                 sa.select(
                     spooled_events.c.entry, spooled_events.c.kind, spooled_events.c.event
@@ -139,7 +139,7 @@ class Spool:
 
     def forget_applied(self, warehouse: sa.Engine) -> None:
         """Remove the entries the warehouse has taken (as committed there)."""
-        with warehouse.connect() as connection:
+        with reading(warehouse) as connection:
             state = read_state(connection, SPOOL_STATE)
         recorded = json.loads(state) if state else {}
         if recorded.get("spool") != self.spool_id:
