@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from connectors.api.app import ApiSettings, create_app
+from connectors.events.spool import spool_path
 from connectors.warehouse import open_warehouse
 
 GIL_SWITCH_INTERVAL_S = 0.0005
@@ -25,9 +26,11 @@ def serve(host: str, port: int) -> int:
         )
         return 2
     engine = open_warehouse()
+    spool = spool_path(engine)
     print(
-        f"dora api: warehouse {engine.url.render_as_string(hide_password=True)}, "
-        f"listening on http://{host}:{port}",
+        f"dora api: warehouse {engine.url.render_as_string(hide_password=True)}"
+        + (f" (events accepted while a job holds its lock wait in {spool})" if spool else "")
+        + f", listening on http://{host}:{port}",
         file=sys.stderr,
         flush=True,
     )
