@@ -23,7 +23,8 @@ store (the API's write path) and PagerDuty's landing upsert:
   events the load landed), so it lasts seconds rather than milliseconds. A control
   window before it, this process only spinning one core, shows what the machine's own
   CPU contention does to the latency (2 cores here); a window after it, how soon the
-  API catches up.
+  API catches up. On SQLite, `ingest_events_spooled` counts the events the API kept in
+  its spool rather than wait for a job's write (see `connectors.events.spool`).
 
 The same cycle at half the history shows what grows with history (targets: refresh at
 most 1.2x, the sensor flat); `--quick` (20,000 deployments) skips it.
@@ -74,11 +75,12 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from connectors.config import DoraConfig, load_config
 from connectors.events.schemas import DeploymentEvent, FailureEvent
+from connectors.events.spool import SPOOL_STATE
 from connectors.events.store import EventStore
 from connectors.pagerduty.normalize import pagerduty_incident_rows
 from connectors.pagerduty.sync import landing_row
 from connectors.timestamps import utcnow
-from connectors.warehouse import is_sqlite, open_warehouse
+from connectors.warehouse import is_sqlite, open_warehouse, reading
 from connectors.warehouse.engine import is_read_only
 from connectors.warehouse.schema import (
     api_deployments,
@@ -89,6 +91,7 @@ from connectors.warehouse.schema import (
     pagerduty_incidents,
 )
 from connectors.warehouse.upsert import upsert
+from connectors.warehouse.watermarks import read_state
 from dora_assets import late_data
 from dora_assets.audit import AUDITED
 from dora_assets.definitions import defs
@@ -1206,6 +1209,7 @@ def ingest_latency(
         "ingest_refresh_s": round(refreshed.seconds, 3),
         "ingest_refresh_rows_written": refreshed.rows_written,
         **spell_figures("ingest_refresh_", spells, refreshed.seconds),
+        "ingest_events_spooled": events_spooled(engine),
         "ingest_rate_per_s": plan.rate,
         "ingest_clients": plan.clients,
         "ingest_reteamed_services": plan.reteamed_services,
@@ -1217,11 +1221,21 @@ def ingest_latency(
         f" {figures['ingest_refresh_p99_transaction_ms']:.0f} ms, the longest"
         f" {figures['ingest_refresh_longest_transaction_ms']:.0f} ms; inside one"
         f" {figures['ingest_refresh_in_transaction_share']:.0%} of the time): {during}\n"
+        f"    events the API spooled rather than wait for the lock (SQLite):"
+        f" {figures['ingest_events_spooled']:,}\n"
         f"    in the {LOAD_AFTER_S:.0f} s after it: {after}\n"
         f"    control, {plan.before_s:.0f} s of this process spinning one core with no"
         f" warehouse work: {control}"
     )
     return figures, config
+
+
+def events_spooled(engine: sa.Engine) -> int:
+    """How many events the API kept in its spool (SQLite) while a job held the lock: the
+    last entry the warehouse took from it (entries are numbered from 1, never reused)."""
+    with reading(engine) as connection:
+        state = read_state(connection, SPOOL_STATE)
+    return json.loads(state)["through"] if state else 0
 
 
 # --- one history, end to end ------------------------------------------------------------------
