@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 from connectors.api.app import ApiSettings, create_app
 from connectors.serving import serve_in_thread
+from connectors.warehouse import reading
+from connectors.warehouse.schema import api_deployments
 
 API_KEY = "test-key-0123456789"
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -94,3 +96,11 @@ def api_process(
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=30)
+
+
+def landed(engine: sa.Engine) -> dict[str, str]:
+    """Landed deployments: id -> version, or "deleted"."""
+    d = api_deployments.c
+    with reading(engine) as connection:
+        rows = connection.execute(sa.select(d.deployment_id, d.version, d.deleted_at)).all()
+    return {row.deployment_id: "deleted" if row.deleted_at else row.version for row in rows}

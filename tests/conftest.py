@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from connectors.warehouse import engine as warehouse_engine
 from connectors.warehouse import open_warehouse
 
 POSTGRES_URL_VARIABLE = "DORA_TEST_POSTGRES_URL"
@@ -67,6 +69,32 @@ def warehouse(warehouse_url: str) -> Iterator[sa.Engine]:
     engine = open_warehouse(warehouse_url)
     yield engine
     engine.dispose()
+
+
+# --- one SQLite warehouse file, and its write lock ---------------------------------------
+
+
+@pytest.fixture
+def warehouse_file(tmp_path: Path) -> Path:
+    """A migrated SQLite warehouse file."""
+    path = tmp_path / "warehouse.db"
+    open_warehouse(f"sqlite:///{path}").dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_warehouse(warehouse_file: Path) -> Iterator[sa.Engine]:
+    """An engine on `warehouse_file`."""
+    engine = open_warehouse(f"sqlite:///{warehouse_file}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Seconds a writer now waits for the lock before giving up."""
+    monkeypatch.setattr(warehouse_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    return 0.3
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
