@@ -114,7 +114,7 @@ def test_a_spool_entry_is_applied_once_even_when_its_removal_was_lost(
     with (
         sqlite_warehouse.begin() as connection
     ):  # applied, then the process died before removing it
-        assert spool.apply(connection, upsert_events) == 1
+        assert spool.apply(connection, upsert_events).events == 1
     # Then another writer (a bulk load) sends a newer version...
     EventStore(sqlite_warehouse).upsert_deployments([deployment_event("again", "v2")])
     # ...and the API, restarted, finds the entry still in its spool.
@@ -132,17 +132,17 @@ def test_a_spool_entry_is_applied_once_even_when_its_removal_was_lost(
     fresh.dispose()
 
 
-def test_spool_reads_never_wait_for_the_warehouse_lock(
+def test_removing_landed_entries_never_waits_for_the_warehouse_lock(
     warehouse_file: Path, short_busy_timeout: float, sqlite_warehouse: sa.Engine
 ) -> None:
     spool = Spool(spool_path(sqlite_warehouse))
     spool.append([deployment_event("landed", "v1")])
     with sqlite_warehouse.begin() as connection:
-        spool.apply(connection, upsert_events)
+        landed = spool.apply(connection, upsert_events)
     with lock_held(warehouse_file):
         time.sleep(short_busy_timeout)
-        # A write would give up now (OperationalError); these only read the warehouse.
-        spool.forget_applied(sqlite_warehouse)
+        # A warehouse write would give up now (OperationalError).
+        spool.forget(landed.through)
         assert spool.is_empty()
     spool.dispose()
 

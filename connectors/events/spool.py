@@ -26,13 +26,14 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 import sqlalchemy as sa
 
 from connectors.events.schemas import DeploymentEvent, FailureEvent
 from connectors.warehouse.engine import create_engine, reading, unsynced
-from connectors.warehouse.watermarks import lock_state, read_state, save_state
+from connectors.warehouse.watermarks import lock_state, save_state
 
 SPOOL_STATE = "event_api.spool"
 
@@ -68,6 +69,14 @@ def _decode(kind: str, document: bytes) -> Event:
 
 def _kind_of(event: Event) -> str:
     return "deployment" if isinstance(event, DeploymentEvent) else "failure"
+
+
+class Landed(NamedTuple):
+    """What `Spool.apply` put in the warehouse: how many events, and the spool entries
+    up to which the warehouse now holds everything (0 when the spool was empty)."""
+
+    events: int
+    through: int
 
 
 def spool_path(warehouse: sa.Engine) -> Path | None:
@@ -113,10 +122,10 @@ class Spool:
 
     def apply(
         self, warehouse: sa.Connection, upsert: Callable[[sa.Connection, list[Event]], object]
-    ) -> int:
+    ) -> Landed:
         """Upsert, in `warehouse`'s write transaction, every event the warehouse has not
-        taken yet, and record the last. Returns how many entries the spool held (all of
-        them in the warehouse once this commits: `forget_applied` them then)."""
+        taken yet, and record the last. Once this commits, every entry up to the returned
+        `through` is in the warehouse: `forget` them then."""
         with reading(self.engine) as connection:
             entries = connection.execute(
                 sa.select(
@@ -124,7 +133,7 @@ class Spool:
                 ).order_by(spooled_events.c.entry)
             ).all()
         if not entries:  # the usual case: one read of an empty table
-            return 0
+            return Landed(events=0, through=0)
         state = lock_state(warehouse, SPOOL_STATE)
         recorded = json.loads(state) if state else {}
         through = recorded.get("through", 0) if recorded.get("spool") == self.spool_id else 0
@@ -135,20 +144,13 @@ class Spool:
             upsert(warehouse, [_decode(kind, document) for _, kind, document in untaken])
             record = {"spool": self.spool_id, "through": untaken[-1].entry}
             save_state(warehouse, SPOOL_STATE, json.dumps(record))
-        return len(entries)
+        return Landed(events=len(untaken), through=entries[-1].entry)
 
-    def forget_applied(self, warehouse: sa.Engine) -> None:
-        """Remove the entries the warehouse has taken (as committed there)."""
-        with reading(warehouse) as connection:
-            state = read_state(connection, SPOOL_STATE)
-        recorded = json.loads(state) if state else {}
-        if recorded.get("spool") != self.spool_id:
-            return
+    def forget(self, through: int) -> None:
+        """Remove the entries up to `through`, which a committed `apply` landed."""
         # Not fsynced: a removal lost to a power cut leaves entries the record skips.
         with self.engine.connect() as connection, unsynced(connection), connection.begin():
-            connection.execute(
-                spooled_events.delete().where(spooled_events.c.entry <= recorded["through"])
-            )
+            connection.execute(spooled_events.delete().where(spooled_events.c.entry <= through))
 
     def dispose(self) -> None:
         self.engine.dispose()

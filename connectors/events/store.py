@@ -457,11 +457,11 @@ class EventStore:
         `LockHeld` at once when the warehouse's write lock is taken."""
         begin = self.engine.begin if wait else functools.partial(begin_if_free, self.engine)
         with begin() as connection:
-            taken = self.spool.apply(connection, upsert_events) if self.spool else 0
+            landed = self.spool.apply(connection, upsert_events) if self.spool else None
             results = _apply(connection, writes)
         self.spooling = False
-        if taken and self.spool is not None:
-            self.spool.forget_applied(self.engine)
+        if self.spool is not None and landed and landed.through:
+            self.spool.forget(landed.through)
         return results
 
     def _spool(self, writes: Sequence[Write]) -> list[Any]:

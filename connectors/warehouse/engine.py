@@ -15,8 +15,8 @@ from connectors import settings
 
 # Marks a connection whose transactions only read (see `reading`).
 _READ_ONLY = "dora_read_only"
-# Marks a connection whose write transactions do not wait for the lock (see `begin_if_free`).
-_NO_WAIT = "dora_no_wait"
+# Seconds a connection's write transactions wait for the lock (see `begin_if_free`).
+_LOCK_WAIT_S = "dora_lock_wait_s"
 # Long enough for an API write to wait out a Dagster partition rewrite.
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -51,10 +51,11 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     def _on_begin(connection: sa.Connection) -> None:
         if is_read_only(connection):
             connection.exec_driver_sql("BEGIN")
-        elif connection.get_execution_options().get(_NO_WAIT, False):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")  # busy_timeout=0 there
         else:
-            _begin_immediate(connection)
+            wait_s = connection.get_execution_options().get(
+                _LOCK_WAIT_S, SQLITE_BUSY_TIMEOUT_MS / 1000
+            )
+            _begin_immediate(connection, wait_s)
 
 
 # SQLite's own busy handler sleeps longer the longer a writer has waited (see
@@ -66,10 +67,10 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 LOCK_POLL_S = 0.001
 
 
-def _begin_immediate(connection: sa.Connection) -> None:
-    """BEGIN IMMEDIATE, polling for the write lock up to `SQLITE_BUSY_TIMEOUT_MS`."""
+def _begin_immediate(connection: sa.Connection, wait_s: float) -> None:
+    """BEGIN IMMEDIATE, polling for the write lock up to `wait_s` (0: one try)."""
     driver = connection.connection.driver_connection
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + wait_s
     _pragma(connection, "busy_timeout=0")
     try:
         while time.monotonic() < deadline:
@@ -100,15 +101,12 @@ def begin_if_free(engine: sa.Engine) -> Iterator[sa.Connection]:
             yield connection
         return
     with engine.connect() as connection:
-        _pragma(connection, "busy_timeout=0")
         try:
-            transaction = connection.execution_options(**{_NO_WAIT: True}).begin()
+            transaction = connection.execution_options(**{_LOCK_WAIT_S: 0}).begin()
         except sa.exc.OperationalError as error:
             if getattr(error.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
                 raise LockHeld from error
             raise
-        finally:
-            _pragma(connection, f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         with transaction:
             yield connection
 

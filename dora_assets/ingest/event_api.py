@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import dagster as dg
 import sqlalchemy as sa
 
-from connectors.events.spool import Spool
+from connectors.events.spool import Landed, Spool
 from connectors.events.store import upsert_events
 from connectors.pagerduty.webhooks import fold_webhook_deliveries
 from connectors.warehouse.schema import api_deployments, api_failures
@@ -84,13 +84,13 @@ def event_api_events_asset(warehouse: WarehouseResource) -> dg.MaterializeResult
     spool = Spool.beside(warehouse.engine, create=False)
     with warehouse.engine.begin() as connection:
         # Events the API spooled while a job held the warehouse's lock land first.
-        spooled = spool.apply(connection, upsert_events) if spool else 0
+        landed = spool.apply(connection, upsert_events) if spool else Landed(0, 0)
         taken_up = landed_since(connection, lock_watermark(connection, WATERMARK))
         if taken_up.watermark is not None:
             save_watermark(connection, WATERMARK, taken_up.watermark)
     if spool is not None:
-        if spooled:
-            spool.forget_applied(warehouse.engine)
+        if landed.through:
+            spool.forget(landed.through)
         spool.dispose()
     events = taken_up.deployments + taken_up.failures + taken_up.retractions + folded.deliveries
     return dg.MaterializeResult(
@@ -99,7 +99,7 @@ def event_api_events_asset(warehouse: WarehouseResource) -> dg.MaterializeResult
             "deployments": dg.MetadataValue.int(taken_up.deployments),
             "failures": dg.MetadataValue.int(taken_up.failures),
             "retractions": dg.MetadataValue.int(taken_up.retractions),
-            "spooled_events_landed": dg.MetadataValue.int(spooled),
+            "spooled_events_landed": dg.MetadataValue.int(landed.events),
             "pagerduty_webhook_deliveries": dg.MetadataValue.int(folded.deliveries),
             "pagerduty_incidents_refolded": dg.MetadataValue.int(folded.incidents),
             "watermark": dg.MetadataValue.text(
