@@ -1,11 +1,12 @@
-"""`executemany` stores exactly what `Connection.execute` would, on both databases."""
+"""`executemany` stores, and `fetch` reads, exactly what `Connection.execute` would, on
+both databases."""
 
 import datetime as dt
 
 import sqlalchemy as sa
 from warehouse_rows import deployment_row
 
-from connectors.warehouse.bulk import executemany
+from connectors.warehouse.bulk import executemany, fetch
 from connectors.warehouse.schema import dora_deployments, git_commits
 from connectors.warehouse.upsert import insert
 
@@ -75,3 +76,43 @@ def test_an_update_by_its_own_parameter_keeps_constants(warehouse: sa.Engine) ->
             )
         ).all()
     assert found == [("a", MOMENT, "manual"), ("b", None, None), ("c", None, "manual")]
+
+
+def test_fetch_reads_what_sqlalchemy_reads(warehouse: sa.Engine) -> None:
+    d = dora_deployments.c
+    later = MOMENT + dt.timedelta(days=1, microseconds=5)
+    with warehouse.begin() as connection:
+        # One at a time: an INSERT of several rows takes the first row's columns.
+        for row in (
+            deployment_row("a", MOMENT),
+            deployment_row(
+                "b",
+                later,
+                version="v2",
+                change_failure=True,
+                recovered_at=later,
+                recovered_day=later.date(),
+            ),
+            deployment_row("c", later),
+        ):
+            connection.execute(sa.insert(dora_deployments), row)
+    statement = (
+        sa.select(
+            d.deployment_id,
+            d.finished_at,
+            d.finished_day,
+            d.change_failure,
+            d.recovered_at,
+            d.recovered_day,
+            d.version,
+        )
+        .where(d.deployment_id != "c", d.finished_at >= sa.bindparam("since"))
+        .order_by(d.deployment_id)
+    )
+    with warehouse.connect() as connection:
+        for since in (MOMENT, later, later + dt.timedelta(microseconds=1)):
+            expected = connection.execute(statement, {"since": since}).all()
+            assert fetch(connection, statement, {"since": since}) == [tuple(r) for r in expected]
+        assert fetch(connection, statement, {"since": later}) == [
+            ("b", later, later.date(), True, later, later.date(), "v2")
+        ]
