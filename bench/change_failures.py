@@ -73,7 +73,7 @@ ROLLBACK_SHARE = 0.03
 HOTFIX_SHARE = 0.02
 VERSIONED_INCIDENT_SHARE = 0.1
 # The `dora_deployments` columns the classification decides.
-CLASSIFICATION = list(Classification.__dataclass_fields__)
+CLASSIFICATION = list(Classification._fields)
 
 
 def with_versions(data: Dataset, seed: int = 5) -> Dataset:

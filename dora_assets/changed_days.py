@@ -45,13 +45,10 @@ class Tally:
     measures: tuple[str, ...] = ()
 
     @cached_property
-    def _key(self) -> Callable[[Row], tuple[Any, ...]]:
+    def counted_as(self) -> Callable[[Row], tuple[Any, ...]]:
+        """What of a row (with a day) the metric counts: its day, service, team, env and
+        `measures`. Two rows it counts alike leave the metric's figures as they were."""
         return operator.itemgetter(self.day_column, "service", "team", "env", *self.measures)
-
-    def counted_as(self, row: Row | None) -> tuple[Any, ...] | None:
-        if row is None or row[self.day_column] is None:
-            return None
-        return self._key(row)
 
 
 TALLIES: dict[str, tuple[Tally, ...]] = {
@@ -84,15 +81,20 @@ def days_touched(
     normalized `table` can alter: both days of a row a metric counts differently after
     the change (a late resolution touches its resolution day, not its start day)."""
     touched: set[MetricDay] = set()
-    for before, after in changes:
-        for tally in TALLIES[table.name]:
-            if tally.counted_as(before) == tally.counted_as(after):
+    changes = list(changes)
+    # Tally by tally, no call but `counted_as`: a first classification passes ~200,000.
+    for tally in TALLIES[table.name]:
+        metric, day, counted_as = tally.metric, tally.day_column, tally.counted_as
+        for before, after in changes:
+            day_before = None if before is None else before[day]
+            day_after = None if after is None else after[day]
+            counted_before = None if day_before is None else counted_as(before)
+            if counted_before == (None if day_after is None else counted_as(after)):
                 continue
-            touched.update(
-                (tally.metric, row[tally.day_column])
-                for row in (before, after)
-                if row is not None and row[tally.day_column] is not None
-            )
+            if day_before is not None:
+                touched.add((metric, day_before))
+            if day_after is not None:
+                touched.add((metric, day_after))
     return touched
 
 

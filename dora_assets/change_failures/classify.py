@@ -101,8 +101,7 @@ class Rules:
         return found
 
 
-@dataclass(frozen=True)
-class Classification:
+class Classification(NamedTuple):
     """The `dora_deployments` columns this module decides."""
 
     change_failure: bool = False
@@ -118,8 +117,7 @@ class Classification:
 NOT_A_FAILURE = Classification()
 
 
-@dataclass(frozen=True)
-class Attribution:
+class Attribution(NamedTuple):
     """A `dora_incident_deployments` row."""
 
     incident_id: str
@@ -289,17 +287,17 @@ def _mark_attributed(
 
 
 def _decide(patch: Patch | None, marks: _Marks) -> Classification:
-    stable = patch is not None and not patch.change_failure
-    reason = next((r for r in PRECEDENCE if r in marks.reasons), None)
-    if stable or reason is None:
-        return Classification(is_rollback=marks.is_rollback, is_rollforward=marks.is_rollforward)
-    kind, remedy_id, recovered = marks.reasons[reason]
-    return Classification(
-        change_failure=True,
-        change_failure_reason=reason,
-        is_rollback=marks.is_rollback,
-        is_rollforward=marks.is_rollforward,
-        remediation_type=kind,
-        remediation_deployment_id=remedy_id,
-        recovered_at=recovered,
-    )
+    if patch is None or patch.change_failure:  # not marked stable
+        for reason in PRECEDENCE:
+            if reason in marks.reasons:
+                kind, remedy_id, recovered = marks.reasons[reason]
+                return Classification(
+                    True,
+                    reason,
+                    marks.is_rollback,
+                    marks.is_rollforward,
+                    kind,
+                    remedy_id,
+                    recovered,
+                )
+    return Classification(is_rollback=marks.is_rollback, is_rollforward=marks.is_rollforward)
