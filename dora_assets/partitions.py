@@ -19,3 +19,8 @@ daily_partitions = dg.DailyPartitionsDefinition(
 def day_range(keys: dg.PartitionKeyRange) -> tuple[dt.date, dt.date]:
     """The UTC days `[first, end)` that a range of daily partition keys covers."""
     return dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end) + dt.timedelta(days=1)
+
+
+def days_between(first: dt.date, end: dt.date) -> list[dt.date]:
+    """The days `[first, end)`."""
+    return [first + dt.timedelta(days=n) for n in range((end - first).days)]

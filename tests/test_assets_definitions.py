@@ -213,17 +213,35 @@ def test_overlapping_backfills_at_once_leave_no_duplicates(warehouse_url: str) -
 
 
 @pytest.mark.parametrize(
-    "asset", [dora_change_failure_rate_daily_asset, dora_time_to_restore_daily_asset]
+    ("asset", "counts", "undefined"),
+    [
+        (
+            dora_change_failure_rate_daily_asset,
+            ("deployments", "failures"),
+            "org_change_failure_rate",
+        ),
+        (
+            dora_time_to_restore_daily_asset,
+            ("resolved_incidents",),
+            "org_median_time_to_restore_seconds",
+        ),
+    ],
 )
 def test_an_empty_range_writes_nothing_and_succeeds(
-    asset: dg.AssetsDefinition, sqlite_url: str
+    asset: dg.AssetsDefinition, counts: tuple[str, ...], undefined: str, sqlite_url: str
 ) -> None:
     result = dg.materialize(
         [asset], resources={"warehouse": WarehouseResource(url=sqlite_url)}, tags=RANGE_TAGS
     )
     events = result.get_asset_materialization_events()
     assert len(events) == 4
-    assert all(e.materialization.metadata["dagster/row_count"].value == 0 for e in events)
+    for event in events:
+        metadata = event.materialization.metadata
+        # Quiet days plot as zeros; a rate or median of nothing is left out, not 0.
+        assert [metadata[name].value for name in ("dagster/row_count", *counts)] == [0] * (
+            1 + len(counts)
+        )
+        assert undefined not in metadata
 
 
 @pytest.mark.parametrize("key", sorted(GROUPS))

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from connectors.warehouse.sql import percentile_cont, ranked
+from dora_assets.partitions import days_between
 
 KEY = ["day", "service", "team", "env"]
 
@@ -40,7 +41,8 @@ def org_median_per_day(
     count_name: str,
     median_name: str,
 ) -> dict[dt.date, dict[str, float | int | None]]:
-    """Per day: rows of `table`, items org-wide and their median duration.
+    """Per day of `[first_day, end_day)`: rows of `table`, items org-wide and their
+    median duration (a day without items: 0 of each, no median).
 
     An item on several rows (an incident affecting several services) counts once: its
     rows share their times, so `min` just picks that one duration. The rows come in day
@@ -59,7 +61,10 @@ def org_median_per_day(
     durations = connection.execute(
         sa.select(listed.c.day, listed.c.item, listed.c.seconds).order_by(listed.c.day)
     )
-    figures: dict[dt.date, dict[str, float | int | None]] = {}
+    figures: dict[dt.date, dict[str, float | int | None]] = {
+        day: {"dagster/row_count": 0, count_name: 0, median_name: None}
+        for day in days_between(first_day, end_day)
+    }
     for day, rows in itertools.groupby(durations, key=operator.itemgetter(0)):
         per_item: dict[str, float] = {}
         for _, item, seconds in rows:
@@ -89,15 +94,19 @@ def org_counts_per_day(
     counts: tuple[str, ...],
     rate_name: str,
 ) -> dict[dt.date, dict[str, float | int | None]]:
-    """Per day: rows of `table`, the org-wide sum of each of `counts`, and `rate_name` =
-    the second count over the first (None without the first)."""
+    """Per day of `[first_day, end_day)`: rows of `table`, the org-wide sum of each of
+    `counts` (0 on a day without rows, so a plot of them shows the quiet days), and
+    `rate_name` = the second count over the first (None without the first)."""
     c = table.c
     rows = connection.execute(
         sa.select(c.day, sa.func.count(), *(sa.func.sum(c[name]) for name in counts))
         .where(c.day >= first_day, c.day < end_day)
         .group_by(c.day)
     )
-    figures: dict[dt.date, dict[str, float | int | None]] = {}
+    figures: dict[dt.date, dict[str, float | int | None]] = {
+        day: {"dagster/row_count": 0, **dict.fromkeys(counts, 0), rate_name: None}
+        for day in days_between(first_day, end_day)
+    }
     for day, row_count, *sums in rows:
         totals = dict(zip(counts, (int(total) for total in sums), strict=True))
         denominator, numerator = totals[counts[0]], totals[counts[1]]

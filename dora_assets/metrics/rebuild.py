@@ -20,7 +20,7 @@ from connectors.warehouse.sql import insert_from_select
 from dora_assets import changed_days
 from dora_assets.metadata import table_metadata
 from dora_assets.partition_metadata import DailyFigures, attach_partition_metadata
-from dora_assets.partitions import day_range
+from dora_assets.partitions import day_range, days_between
 from dora_assets.resources import WarehouseResource
 
 DayRows = Callable[[dt.date, dt.date], sa.Select]
@@ -57,14 +57,10 @@ def replace_days(
     for first, end in day_spans(days):
         with warehouse.rewriting(table) as connection:
             # First: a change committed after this statement keeps its entry for the next run.
-            changed_days.clear(connection, table.name, _days_between(first, end))
+            changed_days.clear(connection, table.name, days_between(first, end))
             connection.execute(sa.delete(table).where(table.c.day >= first, table.c.day < end))
             written += insert_from_select(connection, table, rows(first, end))
     return written
-
-
-def _days_between(first: dt.date, end: dt.date) -> list[dt.date]:
-    return [first + dt.timedelta(days=n) for n in range((end - first).days)]
 
 
 def days_to_rebuild(
@@ -72,7 +68,7 @@ def days_to_rebuild(
 ) -> list[dt.date]:
     """Every day of the run's range, unless the late-data sensor named the stale ones:
     then those, plus the days of the range that were never built."""
-    days = _days_between(first, end)
+    days = days_between(first, end)
     stale_tag = context.run.tags.get(STALE_DAYS_TAG)
     if not stale_tag:
         return days
