@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.timestamps import utcnow
+from connectors.warehouse.bulk import executemany
 from connectors.warehouse.schema import (
     dora_change_failure_rate_daily,
     dora_change_failures_daily,
@@ -100,14 +101,16 @@ def days_touched(
 
 def record(connection: sa.Connection, touched: Iterable[MetricDay]) -> int:
     """Add `touched` to the record (an entry already there stays as it is)."""
-    entries = [{"metric": metric, "day": day, "changed_at": utcnow()} for metric, day in touched]
-    if entries:
-        connection.execute(
-            insert(metric_changed_days, connection.dialect).on_conflict_do_nothing(
-                index_elements=list(metric_changed_days.primary_key.columns)
-            ),
-            entries,
-        )
+    now = utcnow()
+    entries = [{"metric": metric, "day": day, "changed_at": now} for metric, day in touched]
+    # In bulk: a first classification records ~20,000 entries.
+    executemany(
+        connection,
+        insert(metric_changed_days, connection.dialect).on_conflict_do_nothing(
+            index_elements=list(metric_changed_days.primary_key.columns)
+        ),
+        entries,
+    )
     return len(entries)
 
 

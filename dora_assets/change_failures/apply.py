@@ -110,7 +110,8 @@ SEQUENCE = sa.select(
     deployment.finished_at,
     deployment.commit_sha,
     deployment.version,
-    deployment.custom_tags,
+    # NULL for the usual no tags: no string to make, compare and free per deployment.
+    sa.func.nullif(deployment.custom_tags, "[]"),
     deployment.change_failure_patch,
     deployment.team,
 ).where(*IN_SEQUENCE)
@@ -168,7 +169,7 @@ def _plan(connection: sa.Connection, service: str, env: str, rules: Rules) -> _P
             finished_at(finished),
             commit_sha,
             version,
-            () if tags == "[]" else tuple(json.loads(tags)),
+            () if tags is None else tuple(json.loads(tags)),
             None if patch is None else _patch(patch),
         )
         for identity, started, finished, commit_sha, version, tags, patch, _ in rows
