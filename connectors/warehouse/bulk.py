@@ -6,9 +6,11 @@ classification that is most of the write. Here the statement is compiled once by
 connection's dialect, each value is converted by its parameter type's own bind processor
 (so a SQLite timestamp is stored exactly as SQLAlchemy stores it), and the driver's
 `executemany` gets plain tuples (or dictionaries, for a named paramstyle). Reading is the
-mirror image (`fetch`): the driver's rows, each column converted by its type's result
-processor in one pass, as plain tuples (a `Row` per row, with its conversions, costs
-more than the driver's own fetch: ~2 s of reading every sequence of 1M deployments).
+mirror image: `driver_rows` returns the driver's own rows, for a caller that converts the
+few columns it needs as it builds its own objects (`converter`), and `fetch` converts
+each column with its type's result processor in one pass. A `Row` per row, with its
+conversions, costs more than the driver's own fetch: ~2 s of reading every sequence of
+1M deployments.
 
 SQLAlchemy's SQLite timestamp processor fills a format from a dictionary (~3.5 µs a
 value, most of a landed commit's cost); `datetime.isoformat` writes the same text in a
