@@ -460,7 +460,7 @@ class EventStore:
             landed = self.spool.apply(connection, upsert_events) if self.spool else None
             results = _apply(connection, writes)
         self.spooling = False
-        if self.spool is not None and landed and landed.through:
+        if self.spool is not None and landed is not None and landed.through:
             self.spool.forget(landed.through)
         return results
 

@@ -138,6 +138,8 @@ NOT_A_FAILURE_VALUES = _values(NOT_A_FAILURE)
 # A reclassified deployment, before and after: what `days_touched` reads, then `COLUMNS`.
 CHANGE = ("deployment_id", "service", "env", "team", "finished_day", "finished_at", *COLUMNS)
 CLASSIFICATION_COLUMNS = operator.itemgetter(*COLUMNS)
+# The parameters of the classification's UPDATE: the row's id, then `COLUMNS`.
+UPDATE = ("key", *COLUMNS)
 
 
 @dataclass
@@ -250,7 +252,7 @@ def _write(connection: sa.Connection, plans: list[_Plan], report: Classified) ->
             [
                 dict(
                     zip(
-                        ("key", *COLUMNS),
+                        UPDATE,
                         (after["deployment_id"], *CLASSIFICATION_COLUMNS(after)),
                         strict=True,
                     )
