@@ -100,10 +100,11 @@ CLASSIFIED = sa.or_(
     ),
 )
 IN_SEQUENCE = (deployment.service == sa.bindparam("service"), deployment.env == sa.bindparam("env"))
-# What classification reads, then the team `days_touched` needs, as the driver returns
-# them (thousands per sequence: a `Row` each cost more than classifying). In index order,
-# which is the order they were written in: close to sequence order, so
-# `classify_sequence`'s sort costs less than an ORDER BY here (~1.5 s at 1M).
+# What classification reads, then the team `days_touched` needs and whether the row holds
+# a classification, as the driver returns them (thousands per sequence: a `Row` each cost
+# more than classifying). In index order, which is the order they were written in: close
+# to sequence order, so `classify_sequence`'s sort costs less than an ORDER BY here
+# (~1.5 s at 1M).
 SEQUENCE = sa.select(
     deployment.deployment_id,
     deployment.started_at,
@@ -114,6 +115,7 @@ SEQUENCE = sa.select(
     sa.func.nullif(deployment.custom_tags, "[]"),
     deployment.change_failure_patch,
     deployment.team,
+    CLASSIFIED,
 ).where(*IN_SEQUENCE)
 STORED = sa.select(deployment.deployment_id, *(deployment[name] for name in COLUMNS)).where(
     *IN_SEQUENCE, CLASSIFIED
@@ -174,9 +176,14 @@ def _plan(connection: sa.Connection, service: str, env: str, rules: Rules) -> _P
             () if tags is None else tuple(json.loads(tags)),
             None if patch is None else _patch(patch),
         )
-        for identity, started, finished, commit_sha, version, tags, patch, _ in rows
+        for identity, started, finished, commit_sha, version, tags, patch, _, _ in rows
     ]
-    stored = {row[0]: row[1:] for row in fetch(connection, STORED, sequence)}
+    # A sequence never classified (all of them, the first time) has nothing to read back.
+    stored = (
+        {row[0]: row[1:] for row in fetch(connection, STORED, sequence)}
+        if any(row[8] for row in rows)
+        else {}
+    )
     incidents = [Incident(*row) for row in fetch(connection, SEQUENCE_INCIDENTS, sequence)]
     classified, attributions = classify_sequence(deployments, incidents, rules)
     reclassified = []
