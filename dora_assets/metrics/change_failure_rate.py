@@ -11,8 +11,8 @@ from connectors.warehouse.schema import (
     dora_incidents,
 )
 from dora_assets.metadata import OWNERS, WAREHOUSE_KIND, table_definition_metadata
-from dora_assets.metrics.durations import org_counts_per_day
-from dora_assets.metrics.rebuild import rebuild_days
+from dora_assets.metrics.durations import KEY, org_counts_per_day
+from dora_assets.metrics.rebuild import DayRows, rebuild_days
 from dora_assets.metrics.reconcile import reconciliation_check
 from dora_assets.partitions import daily_partitions
 from dora_assets.resources import WarehouseResource
@@ -70,8 +70,45 @@ def change_failure_rate_rows(first_day: dt.date, end_day: dt.date) -> sa.Select:
         tallies.c.env,
         deployments,
         failures,
-        sa.case((deployments > 0, sa.cast(failures, sa.Float) / deployments), else_=sa.null()),
+        _rate(failures, deployments),
     ).group_by(tallies.c.day, tallies.c.service, tallies.c.team, tallies.c.env)
+
+
+def joined_change_failure_rate_rows(first_day: dt.date, end_day: dt.date) -> sa.Select:
+    """`change_failure_rate_rows` as a full outer join of the two per-day tallies.
+
+    PostgreSQL merges the two tallies in the order their day indexes give them, where
+    grouping their union sorts it again: a year's backfill spends about a third less in
+    this statement (bench/metrics_backfill.py). SQLite has no merge join and takes
+    minutes over a full join of two subqueries, so it keeps the union.
+    """
+    deployed = deployments_per_day(first_day, end_day).subquery("deployed")
+    failed = failures_per_day(first_day, end_day).subquery("failed")
+    deployments = sa.func.coalesce(deployed.c.deployments, 0)
+    failures = sa.func.coalesce(failed.c.failures, 0)
+    return sa.select(
+        *(sa.func.coalesce(deployed.c[name], failed.c[name]) for name in KEY),
+        deployments,
+        failures,
+        _rate(failures, deployments),
+    ).select_from(
+        deployed.join(
+            failed, sa.and_(*(deployed.c[name] == failed.c[name] for name in KEY)), full=True
+        )
+    )
+
+
+def _rate(
+    failures: sa.ColumnElement[int], deployments: sa.ColumnElement[int]
+) -> sa.ColumnElement[float]:
+    return sa.case((deployments > 0, sa.cast(failures, sa.Float) / deployments), else_=sa.null())
+
+
+def rows_for(dialect: sa.Dialect) -> DayRows:
+    """The metric query that is fastest on `dialect`; both give the same rows."""
+    if dialect.name == "postgresql":
+        return joined_change_failure_rate_rows
+    return change_failure_rate_rows
 
 
 def org_figures_per_day(
@@ -106,9 +143,9 @@ def org_figures_per_day(
 - `change_failure_rate = failures / deployments`, NULL when there were no deployments.
 
 Counts are additive: a window's rate is `sum(failures) / sum(deployments)`. A run
-computes its whole partition range with one `INSERT ... SELECT` (a union of the two
-per-day tallies, grouped) and replaces those days in one transaction. Each partition's
-materialization carries the org-wide rate of its day.
+replaces its partition range up to 31 days per transaction, each span with one
+`INSERT ... SELECT` (the two per-day tallies, deployments and incidents, merged by
+key). Each partition's materialization carries the org-wide rate of its day.
 """,
 )
 def dora_change_failure_rate_daily_asset(
@@ -118,7 +155,7 @@ def dora_change_failure_rate_daily_asset(
         context,
         warehouse,
         table,
-        rows=change_failure_rate_rows,
+        rows=rows_for(warehouse.engine.dialect),
         org_figures=org_figures_per_day,
         preview_largest=table.c.failures,
     )
