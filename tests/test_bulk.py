@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from warehouse_rows import deployment_row
 
 from connectors.warehouse.bulk import executemany, fetch
-from connectors.warehouse.schema import dora_deployments, git_commits
+from connectors.warehouse.schema import dora_deployments, dora_incident_deployments, git_commits
 from connectors.warehouse.upsert import insert
 
 MOMENT = dt.datetime(2025, 3, 1, 10, 0, 0)  # no microseconds: SQLite still stores ".000000"
@@ -116,3 +116,32 @@ def test_fetch_reads_what_sqlalchemy_reads(warehouse: sa.Engine) -> None:
         assert fetch(connection, statement, {"since": later}) == [
             ("b", later, later.date(), True, later, later.date(), "v2")
         ]
+
+
+def test_fetch_reads_numbers_as_sqlalchemy_does(warehouse: sa.Engine) -> None:
+    # psycopg's numeric result processors depend on the column's type code.
+    a = dora_incident_deployments.c
+    with warehouse.begin() as connection:
+        connection.execute(
+            sa.insert(dora_incident_deployments),
+            [
+                {"incident_id": i, "service": "api", "deployment_id": "d", "method": "preceding",
+                 "lag_seconds": lag}
+                for i, lag in (("i1", 0.5), ("i2", 3600.25))
+            ],
+        )  # fmt: skip
+    statement = (
+        sa.select(a.deployment_id, sa.func.count(), sa.func.sum(a.lag_seconds), a.lag_seconds)
+        .group_by(a.deployment_id, a.lag_seconds)
+        .order_by(a.lag_seconds)
+    )
+    with warehouse.connect() as connection:
+        expected = [tuple(row) for row in connection.execute(statement).all()]
+        assert (
+            fetch(connection, statement)
+            == expected
+            == [
+                ("d", 1, 0.5, 0.5),
+                ("d", 1, 3600.25, 3600.25),
+            ]
+        )

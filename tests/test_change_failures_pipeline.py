@@ -184,6 +184,22 @@ def test_rules_and_precedence_end_in_the_tables_hand_computed(
     resource.engine.dispose()
 
 
+def test_a_late_deployment_takes_over_an_incident_attribution(warehouse: sa.Engine) -> None:
+    events = EventStore(warehouse)
+    land_the_sequence(events)
+    refresh_all(warehouse, CONFIG)
+    # j finishes between h (11:00) and the incident (12:00): the incident is now j's, with
+    # half the lag, and h is a rollforward only.
+    deploy(events, "j", "v7", at(4, 11, 30))
+    refresh_all(warehouse, CONFIG)
+    with warehouse.connect() as connection:
+        attributions = connection.execute(sa.select(dora_incident_deployments)).all()
+    assert [tuple(row) for row in attributions] == [("i1", "checkout", "j", "preceding", 1800.0)]
+    after = classification(warehouse)
+    assert after["h"] == (False, None, False, True, None, None, None)
+    assert after["j"] == (True, "incident", False, False, None, None, at(4, 13))
+
+
 def test_the_asset_graph_builds_the_new_tables_with_figures_to_plot(
     warehouse: sa.Engine, warehouse_url: str, monkeypatch
 ) -> None:

@@ -65,6 +65,15 @@ def driver_rows(
     """The rows of `statement` (no expanding IN lists; its `sa.bindparam`s given in
     `parameters`) as the driver returns them: convert a column's values with `converter`
     (SQLite returns a timestamp as text). A statement run many times is compiled once."""
+    return _driver_fetch(connection, statement, parameters)[0]
+
+
+def _driver_fetch(
+    connection: sa.Connection,
+    statement: sa.Select[Any],
+    parameters: Mapping[str, Any] | None,
+) -> tuple[list[tuple[Any, ...]], list[Any]]:
+    """`driver_rows`, and the driver's type code of each column."""
     compiled, bind_processors = _compiled(statement, connection.dialect)
     values = compiled.construct_params(parameters)
     for name, convert in bind_processors.items():
@@ -76,7 +85,7 @@ def driver_rows(
         else values,
     )
     try:
-        return result.cursor.fetchall()
+        return result.cursor.fetchall(), [column[1] for column in result.cursor.description]
     finally:
         result.close()
 
@@ -95,9 +104,12 @@ def _compiled(
     return compiled, processors
 
 
-def converter(column: sa.ColumnElement[Any], dialect: sa.Dialect) -> Callable[[Any], Any]:
-    """What turns a driver's value of `column` into SQLAlchemy's."""
-    convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
+def converter(
+    column: sa.ColumnElement[Any], dialect: sa.Dialect, type_code: Any = None
+) -> Callable[[Any], Any]:
+    """What turns a driver's value of `column` into SQLAlchemy's. `type_code` is the
+    driver's, from the cursor's description: psycopg's numeric processors depend on it."""
+    convert = column.type.dialect_impl(dialect).result_processor(dialect, type_code)
     return convert if convert is not None else _unchanged
 
 
@@ -111,8 +123,11 @@ def fetch(
     parameters: Mapping[str, Any] | None = None,
 ) -> list[tuple[Any, ...]]:
     """`connection.execute(statement, parameters).all()` as plain tuples."""
-    rows = driver_rows(connection, statement, parameters)
-    converters = [converter(column, connection.dialect) for column in statement.selected_columns]
+    rows, type_codes = _driver_fetch(connection, statement, parameters)
+    converters = [
+        converter(column, connection.dialect, type_code)
+        for column, type_code in zip(statement.selected_columns, type_codes, strict=True)
+    ]
     if not rows or all(convert is _unchanged for convert in converters):
         return rows
     # Column by column: one converter mapped over a column, not a Python call per row.

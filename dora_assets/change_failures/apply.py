@@ -38,6 +38,7 @@ from dora_assets import changed_days
 from dora_assets.change_failures import sequences
 from dora_assets.change_failures.classify import (
     NOT_A_FAILURE,
+    Attribution,
     Classification,
     Deployment,
     Incident,
@@ -119,6 +120,21 @@ SEQUENCE = sa.select(
 ).where(*IN_SEQUENCE)
 STORED = sa.select(deployment.deployment_id, *(deployment[name] for name in COLUMNS)).where(
     *IN_SEQUENCE, CLASSIFIED
+)
+# The attributions a sequence owns: those of its incidents, to its deployments, or to
+# deployments that no longer exist. NOT EXISTS, not NOT IN: PostgreSQL plans NOT IN over
+# a large subquery as a scan per row.
+HELD_ATTRIBUTIONS = sa.select(*(attributed[name] for name in Attribution._fields)).where(
+    attributed.service == sa.bindparam("service"),
+    sa.or_(
+        attributed.incident_id.in_(
+            sa.select(incident.incident_id).where(
+                incident.service == sa.bindparam("service"), incident.env == sa.bindparam("env")
+            )
+        ),
+        attributed.deployment_id.in_(sa.select(deployment.deployment_id).where(*IN_SEQUENCE)),
+        ~sa.exists().where(deployment.deployment_id == attributed.deployment_id),
+    ),
 )
 SEQUENCE_INCIDENTS = sa.select(
     incident.incident_id,
@@ -202,47 +218,14 @@ def _plan(connection: sa.Connection, service: str, env: str, rules: Rules) -> _P
                     dict(zip(CHANGE, (*kept, *wanted), strict=True)),
                 )
             )
-    held_attributions = _held_attributions(connection, service, env)
-    wanted_attributions = {(a.incident_id, a.service): a._asdict() for a in attributions}
+    # Both as `Attribution` fields in order, so a row and an attribution compare as tuples.
+    held = {(row[0], row[1]): row for row in fetch(connection, HELD_ATTRIBUTIONS, sequence)}
+    wanted = {(a.incident_id, a.service): a for a in attributions}
     return _Plan(
         reclassified,
-        [key for key in held_attributions if key not in wanted_attributions],
-        [
-            row
-            for key, row in wanted_attributions.items()
-            if key not in held_attributions or dict(held_attributions[key]._mapping) != row
-        ],
+        [key for key in held if key not in wanted],
+        [a._asdict() for key, a in wanted.items() if held.get(key) != a],
     )
-
-
-def _held_attributions(
-    connection: sa.Connection, service: str, env: str
-) -> dict[tuple[str, str], sa.Row[Any]]:
-    """The attributions a sequence owns: those of its incidents, to its deployments, or to
-    deployments that no longer exist."""
-    # NOT EXISTS, not NOT IN: PostgreSQL plans NOT IN over a large subquery as a scan per row.
-    still_there = sa.exists().where(deployment.deployment_id == attributed.deployment_id)
-    return {
-        (row.incident_id, row.service): row
-        for row in connection.execute(
-            sa.select(dora_incident_deployments).where(
-                attributed.service == service,
-                sa.or_(
-                    attributed.incident_id.in_(
-                        sa.select(incident.incident_id).where(
-                            incident.service == service, incident.env == env
-                        )
-                    ),
-                    attributed.deployment_id.in_(
-                        sa.select(deployment.deployment_id).where(
-                            deployment.service == service, deployment.env == env
-                        )
-                    ),
-                    ~still_there,
-                ),
-            )
-        )
-    }
 
 
 def _write(connection: sa.Connection, plans: list[_Plan], report: Classified) -> None:
