@@ -24,9 +24,12 @@ timed), then times, in one process:
 Every timed path runs `--repeat` times (2 by default, 1 with `--quick`) and its fastest
 run counts, every run's time printed and kept in the JSON line (`*_runs_s`): on these
 machines the same run varies by a third from one try to the next, and the first
-Dagster run of a process also pays for warming up. Every path's tables are compared
-value by value. It repeats the SQLite backfill at half the rows to show how cost grows,
-reads peak RSS (the kernel's high-water mark) and ends with one JSON line.
+Dagster run of a process also pays for warming up. The paths compared with each other
+(the empty and full backfills and DuckDB, per database) run in turn, one run of each per
+round, so a slow minute of the machine does not fall on one path only. Every path's
+tables are compared value by value. It repeats the SQLite backfill at half the rows to
+show how cost grows, reads peak RSS (the kernel's high-water mark) and ends with one
+JSON line.
 
 PostgreSQL: `--postgres-url` or DORA_TEST_POSTGRES_URL names a server; the bench
 creates and drops its own database there.
@@ -43,7 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,11 +317,26 @@ def fastest(
 ) -> tuple[float, Result, list[float]]:
     """The fastest of `repeat` runs of the same work (its seconds and result), and every
     run's seconds: the run least disturbed by the rest of the machine."""
-    runs = [run() for _ in range(repeat)]
-    seconds = [elapsed for elapsed, _ in runs]
-    say(f"  {label}: {', '.join(f'{elapsed:.2f} s' for elapsed in seconds)}")
-    best = min(runs, key=lambda measured: measured[0])
-    return best[0], best[1], seconds
+    return fastest_in_turn(repeat, {label: run})[label]
+
+
+def fastest_in_turn(
+    repeat: int, runs: Mapping[str, Callable[[], tuple[float, Any]]]
+) -> dict[str, tuple[float, Any, list[float]]]:
+    """`fastest` for several paths run in turn (A, B, A, B): a machine slowed for a minute
+    slows one run of each, not every run of whichever path came then, so a ratio of two
+    paths (or a difference) compares runs made under the same conditions."""
+    measured: dict[str, list[tuple[float, Any]]] = {label: [] for label in runs}
+    for _ in range(repeat):
+        for label, run in runs.items():
+            measured[label].append(run())
+    fastest_runs = {}
+    for label, done in measured.items():
+        seconds = [elapsed for elapsed, _ in done]
+        say(f"  {label}: {', '.join(f'{elapsed:.2f} s' for elapsed in seconds)}")
+        best = min(done, key=lambda outcome: outcome[0])
+        fastest_runs[label] = (best[0], best[1], seconds)
+    return fastest_runs
 
 
 def data_work_verdict(seconds: float, duckdb_seconds: float) -> str:
@@ -547,28 +565,39 @@ def main() -> None:
         say(f"generating {deployments:,} deployments and {incidents:,} incidents over {DAYS} days")
         data = generate(deployments, incidents)
 
-        say("Dagster's own cost: the same backfill over an empty SQLite warehouse")
-        empty_url = f"sqlite:///{folder / 'empty.db'}"
-        dagster_overhead_s, _, empty_runs = fastest(
-            repeat,
-            "over an empty warehouse",
-            lambda: empty_warehouse_backfill(empty_url, args.dagster_instance, args.postgres_url),
-        )
-
         say("bulk load (not timed)")
         sqlite_url = sqlite_warehouse(folder, "full", data)
+        empty_url = f"sqlite:///{folder / 'empty.db'}"
+        backfill_peaks: list[int] = []
 
-        say("SQLite warehouse")
-        with memory.section() as backfill_peak:
-            sqlite_s, sqlite_steps, sqlite_runs = fastest(
-                repeat,
-                "Dagster single-run backfill, 365 partitions x 2 assets",
-                lambda: dagster_backfill(sqlite_url, args.dagster_instance, args.postgres_url),
-            )
-        say(f"  the fastest run's steps: {sqlite_steps}")
-        duckdb_sqlite_s, duckdb_sqlite, duckdb_sqlite_runs = fastest(
-            repeat, "DuckDB from the SQLite warehouse", lambda: duckdb_from_warehouse(sqlite_url)
+        def sqlite_backfill() -> tuple[float, dict[str, float]]:
+            with memory.section() as peak:
+                outcome = dagster_backfill(sqlite_url, args.dagster_instance, args.postgres_url)
+            backfill_peaks.append(peak())
+            return outcome
+
+        say(
+            "SQLite warehouse, in turn: the backfill over an empty one (Dagster's own cost),"
+            " over the full one, and DuckDB reading the full one"
         )
+        sqlite_paths = fastest_in_turn(
+            repeat,
+            {
+                "over an empty warehouse": lambda: empty_warehouse_backfill(
+                    empty_url, args.dagster_instance, args.postgres_url
+                ),
+                "Dagster single-run backfill, 365 partitions x 2 assets": sqlite_backfill,
+                "DuckDB from the SQLite warehouse": lambda: duckdb_from_warehouse(sqlite_url),
+            },
+        )
+        dagster_overhead_s, _, empty_runs = sqlite_paths["over an empty warehouse"]
+        sqlite_s, sqlite_steps, sqlite_runs = sqlite_paths[
+            "Dagster single-run backfill, 365 partitions x 2 assets"
+        ]
+        duckdb_sqlite_s, duckdb_sqlite, duckdb_sqlite_runs = sqlite_paths[
+            "DuckDB from the SQLite warehouse"
+        ]
+        say(f"  the fastest backfill's steps: {sqlite_steps}")
         results = {"sqlite": warehouse_tables(sqlite_url), "duckdb_from_sqlite": duckdb_sqlite}
 
         started = time.perf_counter()
@@ -581,31 +610,33 @@ def main() -> None:
             say("PostgreSQL warehouse")
             # Its own empty run, as "the same run" is: the SQLite one would leave
             # PostgreSQL's per-run connections and empty-table queries in its data work.
-            with postgres_database(args.postgres_url) as empty_postgres_url:
-                postgres_overhead_s, _, _ = fastest(
-                    repeat,
-                    "over an empty PostgreSQL warehouse",
-                    lambda: empty_warehouse_backfill(
-                        empty_postgres_url, args.dagster_instance, args.postgres_url
-                    ),
-                )
-            with postgres_database(args.postgres_url) as postgres_url:
+            with (
+                postgres_database(args.postgres_url) as empty_postgres_url,
+                postgres_database(args.postgres_url) as postgres_url,
+            ):
                 engine = open_warehouse(postgres_url)
                 load_postgres(engine, data)
                 engine.dispose()
-                postgres_s, postgres_steps, _ = fastest(
+                postgres_paths = fastest_in_turn(
                     repeat,
-                    "Dagster single-run backfill",
-                    lambda: dagster_backfill(
-                        postgres_url, args.dagster_instance, args.postgres_url
-                    ),
+                    {
+                        "over an empty PostgreSQL warehouse": lambda: empty_warehouse_backfill(
+                            empty_postgres_url, args.dagster_instance, args.postgres_url
+                        ),
+                        "Dagster single-run backfill": lambda: dagster_backfill(
+                            postgres_url, args.dagster_instance, args.postgres_url
+                        ),
+                        "DuckDB from the PostgreSQL warehouse": lambda: duckdb_from_warehouse(
+                            postgres_url
+                        ),
+                    },
                 )
-                say(f"  the fastest run's steps: {postgres_steps}")
-                duckdb_postgres_s, results["duckdb_from_postgres"], _ = fastest(
-                    repeat,
-                    "DuckDB from the PostgreSQL warehouse",
-                    lambda: duckdb_from_warehouse(postgres_url),
-                )
+                postgres_overhead_s = postgres_paths["over an empty PostgreSQL warehouse"][0]
+                postgres_s, postgres_steps, _ = postgres_paths["Dagster single-run backfill"]
+                duckdb_postgres_s, results["duckdb_from_postgres"], _ = postgres_paths[
+                    "DuckDB from the PostgreSQL warehouse"
+                ]
+                say(f"  the fastest backfill's steps: {postgres_steps}")
                 results["postgres"] = warehouse_tables(postgres_url)
         else:
             say("no --postgres-url / DORA_TEST_POSTGRES_URL: PostgreSQL skipped")
@@ -671,7 +702,7 @@ def main() -> None:
                 else None
             ),
             "peak_rss_mb": round(memory.read() / 2**20, 1),
-            "sqlite_backfill_peak_rss_mb": round(backfill_peak() / 2**20, 1),
+            "sqlite_backfill_peak_rss_mb": round(max(backfill_peaks) / 2**20, 1),
             "values_agree": all(agreement.values()),
             "agreement": agreement,
         }
