@@ -78,7 +78,7 @@ def joined_change_failure_rate_rows(first_day: dt.date, end_day: dt.date) -> sa.
     """`change_failure_rate_rows` as a full outer join of the two per-day tallies.
 
     PostgreSQL merges the two tallies in the order their day indexes give them, where
-    grouping their union sorts it again: a year's backfill spends about a third less in
+    grouping their union sorts it again: a year's backfill spends about a quarter less in
     this statement (bench/metrics_backfill.py). SQLite has no merge join and takes
     minutes over a full join of two subqueries, so it keeps the union.
     """
