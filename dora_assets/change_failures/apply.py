@@ -101,6 +101,10 @@ CLASSIFIED = sa.or_(
     ),
 )
 IN_SEQUENCE = (deployment.service == sa.bindparam("service"), deployment.env == sa.bindparam("env"))
+INCIDENTS_IN_SEQUENCE = (
+    incident.service == sa.bindparam("service"),
+    incident.env == sa.bindparam("env"),
+)
 # What classification reads, then the team `days_touched` needs and whether the row holds
 # a classification, as the driver returns them (thousands per sequence: a `Row` each cost
 # more than classifying). In index order, which is the order they were written in: close
@@ -127,11 +131,7 @@ STORED = sa.select(deployment.deployment_id, *(deployment[name] for name in COLU
 HELD_ATTRIBUTIONS = sa.select(*(attributed[name] for name in Attribution._fields)).where(
     attributed.service == sa.bindparam("service"),
     sa.or_(
-        attributed.incident_id.in_(
-            sa.select(incident.incident_id).where(
-                incident.service == sa.bindparam("service"), incident.env == sa.bindparam("env")
-            )
-        ),
+        attributed.incident_id.in_(sa.select(incident.incident_id).where(*INCIDENTS_IN_SEQUENCE)),
         attributed.deployment_id.in_(sa.select(deployment.deployment_id).where(*IN_SEQUENCE)),
         ~sa.exists().where(deployment.deployment_id == attributed.deployment_id),
     ),
@@ -143,7 +143,7 @@ SEQUENCE_INCIDENTS = sa.select(
     incident.finished_at,
     incident.commit_sha,
     incident.version,
-).where(incident.service == sa.bindparam("service"), incident.env == sa.bindparam("env"))
+).where(*INCIDENTS_IN_SEQUENCE)
 
 
 def _values(classification: Classification) -> tuple[Any, ...]:

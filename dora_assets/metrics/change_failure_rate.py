@@ -63,15 +63,8 @@ def change_failure_rate_rows(first_day: dt.date, end_day: dt.date) -> sa.Select:
     ).subquery("tallies")
     deployments = sa.func.sum(tallies.c.deployments)
     failures = sa.func.sum(tallies.c.failures)
-    return sa.select(
-        tallies.c.day,
-        tallies.c.service,
-        tallies.c.team,
-        tallies.c.env,
-        deployments,
-        failures,
-        _rate(failures, deployments),
-    ).group_by(tallies.c.day, tallies.c.service, tallies.c.team, tallies.c.env)
+    key = [tallies.c[name] for name in KEY]
+    return sa.select(*key, deployments, failures, _rate(failures, deployments)).group_by(*key)
 
 
 def joined_change_failure_rate_rows(first_day: dt.date, end_day: dt.date) -> sa.Select:
