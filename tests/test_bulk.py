@@ -1,14 +1,14 @@
-"""`executemany` stores, and `fetch` reads, exactly what `Connection.execute` would, on
-both databases."""
+"""`executemany` and `json_rows` store, and `fetch` reads, exactly what
+`Connection.execute` would, on both databases."""
 
 import datetime as dt
 
 import sqlalchemy as sa
 from warehouse_rows import deployment_row
 
-from connectors.warehouse.bulk import executemany, fetch
+from connectors.warehouse.bulk import executemany, fetch, json_document, json_rows
 from connectors.warehouse.schema import dora_deployments, dora_incident_deployments, git_commits
-from connectors.warehouse.upsert import insert
+from connectors.warehouse.upsert import insert, upsert
 
 MOMENT = dt.datetime(2025, 3, 1, 10, 0, 0)  # no microseconds: SQLite still stores ".000000"
 
@@ -145,3 +145,82 @@ def test_fetch_reads_numbers_as_sqlalchemy_does(warehouse: sa.Engine) -> None:
                 ("d", 1, 3600.25, 3600.25),
             ]
         )
+
+
+def test_json_rows_store_what_sqlalchemy_stores(warehouse: sa.Engine) -> None:
+    d = dora_deployments.c
+    # Every kind of value the classification writes: a boolean, a string, a timestamp
+    # with and without microseconds, a date, NULL.
+    classification = {
+        "change_failure": True,
+        "change_failure_reason": "rollback",
+        "is_rollback": False,
+        "recovered_at": MOMENT + dt.timedelta(hours=30, microseconds=5),
+        "recovered_day": (MOMENT + dt.timedelta(hours=30)).date(),
+        "remediation_deployment_id": None,
+        "ingested_at": MOMENT,
+    }
+    columns = {"deployment_id": d.deployment_id.type} | {
+        name: d[name].type for name in classification
+    }
+    with warehouse.begin() as connection:
+        connection.execute(
+            sa.insert(dora_deployments),
+            [deployment_row(name, MOMENT, remediation_deployment_id="x") for name in "abc"],
+        )
+        connection.execute(
+            sa.update(dora_deployments).where(d.deployment_id == "a").values(classification)
+        )
+        rows = json_rows("rows", columns, connection.dialect)
+        connection.execute(
+            sa.update(dora_deployments)
+            .where(d.deployment_id == rows.c.deployment_id)
+            .values({name: rows.c[name] for name in classification}),
+            {"rows": json_document([("b", *classification.values())], connection.dialect)},
+        )
+        attributions = [
+            ("i1", "checkout", "b", "version", 1800.0),
+            ("i2", "checkout", "c", "preceding", 0.5),
+        ]
+        rows = json_rows(
+            "attributions",
+            {name: dora_incident_deployments.c[name].type for name in ATTRIBUTION_COLUMNS},
+            connection.dialect,
+        )
+        statement = upsert(dora_incident_deployments, connection.dialect, rows=sa.select(rows))
+        connection.execute(
+            statement, {"attributions": json_document(attributions, connection.dialect)}
+        )
+        # A key written again is updated.
+        connection.execute(
+            statement,
+            {
+                "attributions": json_document(
+                    [("i1", "checkout", "c", "commit", 60.0)], connection.dialect
+                )
+            },
+        )
+    with warehouse.connect() as connection:
+        stored = [
+            connection.execute(
+                sa.select(*(d[name] for name in classification)).where(d.deployment_id == key)
+            ).one()
+            for key in "ab"
+        ]
+        as_text = [
+            connection.execute(
+                sa.select(*(sa.cast(d[name], sa.String) for name in classification)).where(
+                    d.deployment_id == key
+                )
+            ).one()
+            for key in "ab"
+        ]
+        written = connection.execute(
+            sa.select(dora_incident_deployments).order_by(dora_incident_deployments.c.incident_id)
+        ).all()
+    assert stored[1] == stored[0] == tuple(classification.values())
+    assert as_text[1] == as_text[0]
+    assert written == [("i1", "checkout", "c", "commit", 60.0), attributions[1]]
+
+
+ATTRIBUTION_COLUMNS = ("incident_id", "service", "deployment_id", "method", "lag_seconds")

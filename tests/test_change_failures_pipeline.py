@@ -24,7 +24,7 @@ import dagster as dg
 import sqlalchemy as sa
 from incremental_support import refresh_all
 
-from connectors.config import DoraConfig
+from connectors.config import ChangeFailureSettings, DoraConfig
 from connectors.events.schemas import DeploymentEvent, FailureEvent, Remediation
 from connectors.events.store import EventStore
 from connectors.warehouse.schema import (
@@ -34,7 +34,13 @@ from connectors.warehouse.schema import (
     dora_incident_deployments,
 )
 from dora_assets import changed_days
-from dora_assets.change_failures.apply import classify_changed
+from dora_assets.change_failures.apply import (
+    Classified,
+    _plan,
+    _write,
+    classify_changed,
+    rules_from,
+)
 from dora_assets.change_failures.checks import attribution_checks, change_failure_checks
 from dora_assets.definitions import defs
 from dora_assets.metrics.change_failures import change_failures_rows
@@ -198,6 +204,29 @@ def test_a_late_deployment_takes_over_an_incident_attribution(warehouse: sa.Engi
     after = classification(warehouse)
     assert after["h"] == (False, None, False, True, None, None, None)
     assert after["j"] == (True, "incident", False, False, None, None, at(4, 13))
+
+
+def test_an_attribution_rewritten_since_it_was_read_is_not_deleted(warehouse: sa.Engine) -> None:
+    """Batches are classified while the one before is written. An attribution to a
+    deployment that no longer exists is held by every sequence of its service; one
+    sequence may plan its deletion while another's batch rewrites it, and the rewrite
+    must survive."""
+    attribution = sa.insert(dora_incident_deployments).values(
+        incident_id="i1", service="checkout", method="preceding", lag_seconds=60.0
+    )
+    with warehouse.begin() as connection:
+        connection.execute(attribution.values(deployment_id="vanished"))
+    with warehouse.connect() as connection:
+        plan = _plan(connection, "checkout", "staging", rules_from(ChangeFailureSettings()))
+    assert plan.attributions_gone == [("i1", "checkout", "vanished")]
+    with warehouse.begin() as connection:
+        connection.execute(sa.delete(dora_incident_deployments))
+        connection.execute(attribution.values(deployment_id="a"))
+    with warehouse.begin() as connection:
+        _write(connection, [plan], Classified())
+    with warehouse.connect() as connection:
+        attributions = connection.execute(sa.select(dora_incident_deployments)).all()
+    assert [tuple(row) for row in attributions] == [("i1", "checkout", "a", "preceding", 60.0)]
 
 
 def test_the_asset_graph_builds_the_new_tables_with_figures_to_plot(

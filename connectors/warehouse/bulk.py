@@ -15,17 +15,26 @@ conversions, costs more than the driver's own fetch: ~2 s of reading every seque
 SQLAlchemy's SQLite timestamp processor fills a format from a dictionary (~3.5 µs a
 value, most of a landed commit's cost); `datetime.isoformat` writes the same text in a
 third of that, and is used only once it has been seen to agree with it.
+
+`json_rows` is the other way to write many rows: all of them as one JSON document, read
+back as a table by the database itself (`json_each` on SQLite, `jsonb_to_recordset` on
+PostgreSQL), so an UPDATE ... FROM or INSERT ... SELECT of any number of rows is one
+statement. The driver runs it without holding Python's GIL, where `executemany` takes
+the GIL back for every row: a job that reads in one thread while it writes in another
+(`classify_changed`) only overlaps the two when its writes are single statements.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 
 
 def executemany(
@@ -158,3 +167,67 @@ def _bind_processor(type_: sa.types.TypeEngine[Any], dialect: sa.Dialect) -> Any
         return convert(value)
 
     return as_text if as_text(_PROBE) == convert(_PROBE) else convert
+
+
+Columns = Mapping[str, sa.types.TypeEngine[Any]]
+
+
+def json_rows(name: str, columns: Columns, dialect: sa.Dialect) -> sa.Subquery:
+    """The rows of the JSON document bound as `name` (`json_document`: arrays with
+    `columns` in order), as a subquery named `name` with `columns`."""
+    document = sa.bindparam(name, type_=sa.Text)
+    if dialect.name == "postgresql":
+        each = sa.func.jsonb_array_elements(sa.cast(document, JSONB)).table_valued("value")
+        values = [
+            sa.cast(each.c.value.op("->>")(sa.literal_column(str(position))), type_)
+            for position, type_ in enumerate(columns.values())
+        ]
+    else:
+        each = sa.func.json_each(document).table_valued("value")
+        values = [
+            sa.func.json_extract(each.c.value, sa.literal_column(f"'$[{position}]'"), type_=type_)
+            for position, type_ in enumerate(columns.values())
+        ]
+    return sa.select(
+        *(value.label(column) for value, column in zip(values, columns, strict=True))
+    ).subquery(name)
+
+
+def execute_with_rows(
+    connection: sa.Connection,
+    statement: Callable[[sa.Subquery], sa.Executable],
+    columns: Columns,
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Run the one statement `statement` builds over `rows` (tuples of `columns`), given
+    to it as `json_rows`."""
+    dialect = connection.dialect
+    connection.execute(
+        statement(json_rows("rows", columns, dialect)), {"rows": json_document(rows, dialect)}
+    )
+
+
+def json_document(rows: Iterable[Sequence[Any]], dialect: sa.Dialect) -> str:
+    """`rows` (tuples, a value per column) as `json_rows` reads them. A timestamp or date
+    is written as the dialect stores it (on SQLite, SQLAlchemy's text form); the rest as
+    JSON has it (a boolean as `true`, which SQLite reads as 1, as it stores one)."""
+    return json.dumps(
+        rows if isinstance(rows, list) else list(rows),
+        ensure_ascii=False,
+        default=_stored_forms(dialect),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _stored_forms(dialect: sa.Dialect) -> Callable[[Any], Any]:
+    timestamp = _bind_processor(sa.DateTime(), dialect) or dt.datetime.isoformat
+    day = _bind_processor(sa.Date(), dialect) or dt.date.isoformat
+
+    def stored_form(value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            return timestamp(value)
+        if isinstance(value, dt.date):
+            return day(value)
+        raise TypeError(f"{type(value).__name__} is not a warehouse value")
+
+    return stored_form

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,12 +27,21 @@ def insert(table: sa.Table, dialect: sa.Dialect) -> sqlite.Insert | postgresql.I
 
 
 def upsert(
-    table: sa.Table, dialect: sa.Dialect, update: Iterable[str] | None = None
+    table: sa.Table,
+    dialect: sa.Dialect,
+    update: Iterable[str] | None = None,
+    rows: sa.Select[Any] | None = None,
 ) -> sa.Executable:
     """Insert a row or, when its primary key exists, replace its `update` columns (by
     default every column outside the key). Applied row by row in order, so with many rows
-    the last one of a key wins, as if they came one by one."""
+    the last one of a key wins, as if they came one by one. With `rows`, the rows are
+    those of that SELECT (its columns named as the table's), not parameters."""
     statement = insert(table, dialect)
+    if rows is not None:
+        # WHERE: SQLite would read the ON of ON CONFLICT as a join constraint of the
+        # SELECT's FROM.
+        rows = rows.where(sa.true())
+        statement = statement.from_select([column.name for column in rows.selected_columns], rows)
     if update is None:
         update = (column.name for column in table.columns if not column.primary_key)
     return statement.on_conflict_do_update(

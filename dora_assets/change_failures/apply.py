@@ -8,6 +8,14 @@ writes the classification columns of `dora_deployments` and the rows of
 the batch's entries. An entry bumped by a change committed in between stays, so that
 sequence is classified again by the next run, from what that change left. A change to
 the `change_failures` rules enters every sequence once.
+
+The next batch is read and classified in a second thread while one is written: the
+writes are single statements (`json_rows`), which the driver runs without the GIL, so
+the database's write work (about a third of a first classification) overlaps the
+reading and the rules. Batches hold disjoint sequences, so one never reads what another
+writes; the one row two can share, an attribution of an incident in another env of the
+service to a deployment that no longer exists, is deleted only while it still names
+that deployment.
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ import datetime as dt
 import json
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,7 +34,7 @@ import sqlalchemy as sa
 from connectors.config import ChangeFailureSettings
 from connectors.gc_pause import gc_paused
 from connectors.warehouse import WriteTurns, reading
-from connectors.warehouse.bulk import converter, driver_rows, executemany, fetch
+from connectors.warehouse.bulk import converter, driver_rows, execute_with_rows, fetch
 from connectors.warehouse.schema import (
     changed_sequences,
     dora_deployments,
@@ -155,9 +164,12 @@ def _values(classification: Classification) -> tuple[Any, ...]:
 NOT_A_FAILURE_VALUES = _values(NOT_A_FAILURE)
 # A reclassified deployment, before and after: what `days_touched` reads, then `COLUMNS`.
 CHANGE = ("deployment_id", "service", "env", "team", "finished_day", "finished_at", *COLUMNS)
-CLASSIFICATION_COLUMNS = operator.itemgetter(*COLUMNS)
-# The parameters of the classification's UPDATE: the row's id, then `COLUMNS`.
-UPDATE = ("key", *COLUMNS)
+# The rows of the classification's UPDATE, of the attributions it writes, and of those
+# it deletes (its key and the deployment it named when read).
+RECLASSIFIED = {name: deployment[name].type for name in ("deployment_id", *COLUMNS)}
+ATTRIBUTIONS = {name: attributed[name].type for name in Attribution._fields}
+GONE = {name: attributed[name].type for name in ("incident_id", "service", "deployment_id")}
+RECLASSIFIED_VALUES = operator.itemgetter(*RECLASSIFIED)
 
 
 @dataclass
@@ -166,8 +178,8 @@ class _Plan:
     the deployments that differ, and the attributions to delete and to write."""
 
     reclassified: list[tuple[dict[str, Any], dict[str, Any]]]
-    attributions_gone: list[tuple[str, str]]
-    attributions_changed: list[dict[str, Any]]
+    attributions_gone: list[tuple[str, str, str]]
+    attributions_changed: list[Attribution]
 
     @property
     def writes(self) -> int:
@@ -223,8 +235,8 @@ def _plan(connection: sa.Connection, service: str, env: str, rules: Rules) -> _P
     wanted = {(a.incident_id, a.service): a for a in attributions}
     return _Plan(
         reclassified,
-        [key for key in held if key not in wanted],
-        [a._asdict() for key, a in wanted.items() if held.get(key) != a],
+        [row[: len(GONE)] for key, row in held.items() if key not in wanted],
+        [a for key, a in wanted.items() if held.get(key) != a],
     )
 
 
@@ -234,32 +246,34 @@ def _write(connection: sa.Connection, plans: list[_Plan], report: Classified) ->
     gone = [key for plan in plans for key in plan.attributions_gone]
     changed = [row for plan in plans for row in plan.attributions_changed]
     if pairs:
-        executemany(
+        execute_with_rows(
             connection,
-            sa.update(dora_deployments)
-            .where(deployment.deployment_id == sa.bindparam("key"))
-            .values({name: sa.bindparam(name) for name in COLUMNS}),
-            [
-                dict(
-                    zip(
-                        UPDATE,
-                        (after["deployment_id"], *CLASSIFICATION_COLUMNS(after)),
-                        strict=True,
-                    )
-                )
-                for _, after in pairs
-            ],
+            lambda rows: (
+                sa.update(dora_deployments)
+                .where(deployment.deployment_id == rows.c.deployment_id)
+                .values({name: rows.c[name] for name in COLUMNS})
+            ),
+            RECLASSIFIED,
+            [RECLASSIFIED_VALUES(after) for _, after in pairs],
         )
     if gone:
-        connection.execute(
-            sa.delete(dora_incident_deployments).where(
-                attributed.incident_id == sa.bindparam("gone_incident"),
-                attributed.service == sa.bindparam("gone_service"),
+        execute_with_rows(
+            connection,
+            lambda rows: sa.delete(dora_incident_deployments).where(
+                sa.tuple_(*(attributed[name] for name in GONE)).in_(sa.select(rows))
             ),
-            [{"gone_incident": incident_id, "gone_service": name} for incident_id, name in gone],
+            GONE,
+            gone,
         )
     if changed:
-        executemany(connection, upsert(dora_incident_deployments, connection.dialect), changed)
+        execute_with_rows(
+            connection,
+            lambda rows: upsert(
+                dora_incident_deployments, connection.dialect, rows=sa.select(rows)
+            ),
+            ATTRIBUTIONS,
+            changed,
+        )
     touched = changed_days.days_touched(dora_deployments, pairs)
     changed_days.record(connection, touched)
     report.metric_days |= touched
@@ -289,26 +303,7 @@ def classify_changed(
     rules = rules_from(settings)
     report = Classified()
     turns = WriteTurns(engine)
-    after: tuple[str, str] | None = None
-    while True:
-        with reading(engine) as connection:
-            position = sa.tuple_(changed_sequences.c.service, changed_sequences.c.env)
-            entries = connection.execute(
-                sa.select(changed_sequences)
-                .where(position > sa.tuple_(*after) if after else sa.true())
-                .order_by(changed_sequences.c.service, changed_sequences.c.env)
-                .limit(SEQUENCES_PER_TRANSACTION)
-            ).all()
-            if not entries:
-                return report
-            plans: list[_Plan] = []
-            writes = 0
-            for entry in entries:
-                plans.append(_plan(connection, entry.service, entry.env, rules))
-                writes += plans[-1].writes
-                if writes >= WRITES_PER_TRANSACTION:
-                    break
-        batch = entries[: len(plans)]
+    for batch, plans in _read_ahead(_planned(engine, rules)):
         with turns.begin() as connection:
             _write(connection, plans, report)
             # An entry bumped by a change committed since it was read stays for the next run.
@@ -324,6 +319,48 @@ def classify_changed(
                 ],
             )
         report.sequences += len(batch)
-        after = (batch[-1][0], batch[-1][1])
         if on_progress:
             on_progress(f"classified {report.sequences:,} changed (service, env) sequences")
+    return report
+
+
+Batch = tuple[list[sa.Row[Any]], list[_Plan]]
+
+
+def _planned(engine: sa.Engine, rules: Rules) -> Iterator[Batch]:
+    """The entries of the changed-sequences record, a batch at a time, each with the plans
+    of its sequences."""
+    after: tuple[str, str] | None = None
+    while True:
+        with reading(engine) as connection:
+            position = sa.tuple_(changed_sequences.c.service, changed_sequences.c.env)
+            entries = connection.execute(
+                sa.select(changed_sequences)
+                .where(position > sa.tuple_(*after) if after else sa.true())
+                .order_by(changed_sequences.c.service, changed_sequences.c.env)
+                .limit(SEQUENCES_PER_TRANSACTION)
+            ).all()
+            if not entries:
+                return
+            plans: list[_Plan] = []
+            writes = 0
+            for entry in entries:
+                plans.append(_plan(connection, entry.service, entry.env, rules))
+                writes += plans[-1].writes
+                if writes >= WRITES_PER_TRANSACTION:
+                    break
+        batch = entries[: len(plans)]
+        yield batch, plans
+        after = (batch[-1][0], batch[-1][1])
+
+
+_DONE = object()
+
+
+def _read_ahead(batches: Iterator[Batch]) -> Iterator[Batch]:
+    """`batches`, each produced in a second thread while the caller handles the one before."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as pool:
+        pending = pool.submit(next, batches, _DONE)
+        while (batch := pending.result()) is not _DONE:
+            pending = pool.submit(next, batches, _DONE)
+            yield batch  # type: ignore[misc]
