@@ -52,7 +52,11 @@ def run_server(
 ) -> Iterator[PagerDuty]:
     """Serve `store`; the client has no pacing and millisecond backoffs (no latency here)."""
     with (
-        serve_in_thread(build_app(store, options)) as url,
+        # uvicorn closes a connection idle for 5 s; a request racing that close fails in
+        # transport and is retried, counted by the client and never by the server. A page
+        # whose warehouse write takes that long on a loaded machine must not look like a
+        # miscount.
+        serve_in_thread(build_app(store, options), timeout_keep_alive=300) as url,
         PagerDutyClient(
             TOKEN,
             url,
