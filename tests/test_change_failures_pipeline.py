@@ -23,18 +23,22 @@ import datetime as dt
 import dagster as dg
 import sqlalchemy as sa
 from incremental_support import refresh_all
+from warehouse_rows import deployment_row
 
 from connectors.config import ChangeFailureSettings, DoraConfig
 from connectors.events.schemas import DeploymentEvent, FailureEvent, Remediation
 from connectors.events.store import EventStore
 from connectors.warehouse.schema import (
+    changed_sequences,
     dora_change_failures_daily,
     dora_deployments,
     dora_failed_deployment_recovery_daily,
     dora_incident_deployments,
 )
 from dora_assets import changed_days
+from dora_assets.change_failures import sequences
 from dora_assets.change_failures.apply import (
+    SEQUENCES_PER_TRANSACTION,
     Classified,
     _plan,
     _write,
@@ -227,6 +231,48 @@ def test_an_attribution_rewritten_since_it_was_read_is_not_deleted(warehouse: sa
     with warehouse.connect() as connection:
         attributions = connection.execute(sa.select(dora_incident_deployments)).all()
     assert [tuple(row) for row in attributions] == [("i1", "checkout", "a", "preceding", 60.0)]
+
+
+def test_a_classification_of_many_batches_classifies_every_sequence(
+    warehouse: sa.Engine,
+) -> None:
+    """More sequences than one batch holds, so batches are read ahead while others are
+    written: each of them v1, v2, v1, whose second deployment failed."""
+    count = 2 * SEQUENCES_PER_TRANSACTION + 50
+    services = [f"service-{n:03d}" for n in range(count)]
+    with warehouse.begin() as connection:
+        connection.execute(
+            sa.insert(dora_deployments),
+            [
+                deployment_row(f"{service}-{n}", at(1, 10 + n), service=service, version=version)
+                for service in services
+                for n, version in enumerate(["v1", "v2", "v1"])
+            ],
+        )
+        sequences.record(connection, [(service, "prod") for service in services])
+    report = classify_changed(warehouse, CONFIG.change_failures)
+    assert (report.sequences, report.deployments_reclassified) == (count, 2 * count)
+    found = classification(warehouse)
+    for service in services:
+        assert found[f"{service}-0"] == NOT_A_FAILURE_COLUMNS
+        assert found[f"{service}-1"] == (
+            True,
+            "rollback",
+            False,
+            False,
+            "rollback",
+            f"{service}-2",
+            at(1, 12),
+        )
+        assert found[f"{service}-2"] == (False, None, True, False, None, None, None)
+    with warehouse.connect() as connection:
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(changed_sequences)).scalar()
+            == 0
+        )
+
+
+NOT_A_FAILURE_COLUMNS = (False, None, False, False, None, None, None)
 
 
 def test_the_asset_graph_builds_the_new_tables_with_figures_to_plot(

@@ -354,13 +354,10 @@ def _planned(engine: sa.Engine, rules: Rules) -> Iterator[Batch]:
         after = (batch[-1][0], batch[-1][1])
 
 
-_DONE = object()
-
-
 def _read_ahead(batches: Iterator[Batch]) -> Iterator[Batch]:
     """`batches`, each produced in a second thread while the caller handles the one before."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as pool:
-        pending = pool.submit(next, batches, _DONE)
-        while (batch := pending.result()) is not _DONE:
-            pending = pool.submit(next, batches, _DONE)
-            yield batch  # type: ignore[misc]
+        pending = pool.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = pool.submit(next, batches, None)
+            yield batch
