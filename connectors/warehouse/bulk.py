@@ -17,8 +17,8 @@ value, most of a landed commit's cost); `datetime.isoformat` writes the same tex
 third of that, and is used only once it has been seen to agree with it.
 
 `json_rows` is the other way to write many rows: all of them as one JSON document, read
-back as a table by the database itself (`json_each` on SQLite, `jsonb_to_recordset` on
-PostgreSQL), so an UPDATE ... FROM or INSERT ... SELECT of any number of rows is one
+back as a table by the database itself (`json_each` on SQLite, `jsonb_array_elements`
+on PostgreSQL), so an UPDATE ... FROM or INSERT ... SELECT of any number of rows is one
 statement. The driver runs it without holding Python's GIL, where `executemany` takes
 the GIL back for every row: a job that reads in one thread while it writes in another
 (`classify_changed`) only overlaps the two when its writes are single statements.
@@ -207,15 +207,11 @@ def execute_with_rows(
     )
 
 
-def json_document(rows: Iterable[Sequence[Any]], dialect: sa.Dialect) -> str:
+def json_document(rows: Sequence[Sequence[Any]], dialect: sa.Dialect) -> str:
     """`rows` (tuples, a value per column) as `json_rows` reads them. A timestamp or date
     is written as the dialect stores it (on SQLite, SQLAlchemy's text form); the rest as
     JSON has it (a boolean as `true`, which SQLite reads as 1, as it stores one)."""
-    return json.dumps(
-        rows if isinstance(rows, list) else list(rows),
-        ensure_ascii=False,
-        default=_stored_forms(dialect),
-    )
+    return json.dumps(list(rows), ensure_ascii=False, default=_stored_forms(dialect))
 
 
 @functools.lru_cache(maxsize=4)

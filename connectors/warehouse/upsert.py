@@ -35,7 +35,8 @@ def upsert(
     """Insert a row or, when its primary key exists, replace its `update` columns (by
     default every column outside the key). Applied row by row in order, so with many rows
     the last one of a key wins, as if they came one by one. With `rows`, the rows are
-    those of that SELECT (its columns named as the table's), not parameters."""
+    those of that SELECT (its columns named as the table's), not parameters, and their
+    keys must differ: PostgreSQL updates a row at most once per statement."""
     statement = insert(table, dialect)
     if rows is not None:
         # WHERE: SQLite would read the ON of ON CONFLICT as a join constraint of the
