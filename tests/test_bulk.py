@@ -1,4 +1,4 @@
-"""`executemany` and `json_rows` store, and `fetch` reads, exactly what
+"""`executemany` and `execute_with_rows` store, and `fetch` reads, exactly what
 `Connection.execute` would, on both databases."""
 
 import datetime as dt
@@ -6,7 +6,7 @@ import datetime as dt
 import sqlalchemy as sa
 from warehouse_rows import deployment_row
 
-from connectors.warehouse.bulk import executemany, fetch, json_document, json_rows
+from connectors.warehouse.bulk import execute_with_rows, executemany, fetch
 from connectors.warehouse.schema import dora_deployments, dora_incident_deployments, git_commits
 from connectors.warehouse.upsert import insert, upsert
 
@@ -147,7 +147,7 @@ def test_fetch_reads_numbers_as_sqlalchemy_does(warehouse: sa.Engine) -> None:
         )
 
 
-def test_json_rows_store_what_sqlalchemy_stores(warehouse: sa.Engine) -> None:
+def test_rows_written_through_json_are_what_sqlalchemy_stores(warehouse: sa.Engine) -> None:
     d = dora_deployments.c
     # Every kind of value the classification writes: a boolean, a string, a timestamp
     # with and without microseconds, a date, NULL.
@@ -171,35 +171,34 @@ def test_json_rows_store_what_sqlalchemy_stores(warehouse: sa.Engine) -> None:
         connection.execute(
             sa.update(dora_deployments).where(d.deployment_id == "a").values(classification)
         )
-        rows = json_rows("rows", columns, connection.dialect)
-        connection.execute(
-            sa.update(dora_deployments)
-            .where(d.deployment_id == rows.c.deployment_id)
-            .values({name: rows.c[name] for name in classification}),
-            {"rows": json_document([("b", *classification.values())], connection.dialect)},
+        execute_with_rows(
+            connection,
+            lambda rows: (
+                sa.update(dora_deployments)
+                .where(d.deployment_id == rows.c.deployment_id)
+                .values({name: rows.c[name] for name in classification})
+            ),
+            columns,
+            [("b", *classification.values())],
         )
         attributions = [
             ("i1", "checkout", "b", "version", 1800.0),
             ("i2", "checkout", "c", "preceding", 0.5),
         ]
-        rows = json_rows(
-            "attributions",
-            {name: dora_incident_deployments.c[name].type for name in ATTRIBUTION_COLUMNS},
-            connection.dialect,
-        )
-        statement = upsert(dora_incident_deployments, connection.dialect, rows=sa.select(rows))
-        connection.execute(
-            statement, {"attributions": json_document(attributions, connection.dialect)}
-        )
+
+        def write_attributions(rows: list[tuple]) -> None:
+            execute_with_rows(
+                connection,
+                lambda written: upsert(
+                    dora_incident_deployments, connection.dialect, rows=sa.select(written)
+                ),
+                {name: dora_incident_deployments.c[name].type for name in ATTRIBUTION_COLUMNS},
+                rows,
+            )
+
+        write_attributions(attributions)
         # A key written again is updated.
-        connection.execute(
-            statement,
-            {
-                "attributions": json_document(
-                    [("i1", "checkout", "c", "commit", 60.0)], connection.dialect
-                )
-            },
-        )
+        write_attributions([("i1", "checkout", "c", "commit", 60.0)])
     with warehouse.connect() as connection:
         stored = [
             connection.execute(

@@ -16,7 +16,7 @@ SQLAlchemy's SQLite timestamp processor fills a format from a dictionary (~3.5 Â
 value, most of a landed commit's cost); `datetime.isoformat` writes the same text in a
 third of that, and is used only once it has been seen to agree with it.
 
-`json_rows` is the other way to write many rows: all of them as one JSON document, read
+`execute_with_rows` is the other way to write many rows: all of them as one JSON document, read
 back as a table by the database itself (`json_each` on SQLite, `jsonb_array_elements`
 on PostgreSQL), so an UPDATE ... FROM or INSERT ... SELECT of any number of rows is one
 statement. The driver runs it without holding Python's GIL, where `executemany` takes
@@ -172,8 +172,8 @@ def _bind_processor(type_: sa.types.TypeEngine[Any], dialect: sa.Dialect) -> Any
 Columns = Mapping[str, sa.types.TypeEngine[Any]]
 
 
-def json_rows(name: str, columns: Columns, dialect: sa.Dialect) -> sa.Subquery:
-    """The rows of the JSON document bound as `name` (`json_document`: arrays with
+def _json_rows(name: str, columns: Columns, dialect: sa.Dialect) -> sa.Subquery:
+    """The rows of the JSON document bound as `name` (`_json_document`: arrays with
     `columns` in order), as a subquery named `name` with `columns`."""
     document = sa.bindparam(name, type_=sa.Text)
     if dialect.name == "postgresql":
@@ -200,15 +200,15 @@ def execute_with_rows(
     rows: Sequence[Sequence[Any]],
 ) -> None:
     """Run the one statement `statement` builds over `rows` (tuples of `columns`), given
-    to it as `json_rows`."""
+    to it as `_json_rows`."""
     dialect = connection.dialect
     connection.execute(
-        statement(json_rows("rows", columns, dialect)), {"rows": json_document(rows, dialect)}
+        statement(_json_rows("rows", columns, dialect)), {"rows": _json_document(rows, dialect)}
     )
 
 
-def json_document(rows: Sequence[Sequence[Any]], dialect: sa.Dialect) -> str:
-    """`rows` (tuples, a value per column) as `json_rows` reads them. A timestamp or date
+def _json_document(rows: Sequence[Sequence[Any]], dialect: sa.Dialect) -> str:
+    """`rows` (tuples, a value per column) as `_json_rows` reads them. A timestamp or date
     is written as the dialect stores it (on SQLite, SQLAlchemy's text form); the rest as
     JSON has it (a boolean as `true`, which SQLite reads as 1, as it stores one)."""
     return json.dumps(list(rows), ensure_ascii=False, default=_stored_forms(dialect))

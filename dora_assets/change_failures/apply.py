@@ -10,7 +10,7 @@ sequence is classified again by the next run, from what that change left. A chan
 the `change_failures` rules enters every sequence once.
 
 The next batch is read and classified in a second thread while one is written: the
-writes are single statements (`json_rows`), which the driver runs without the GIL, so
+writes are single statements (`bulk.execute_with_rows`), which the driver runs without the GIL, so
 the database's write work (about a third of a first classification) overlaps the
 reading and the rules. Batches hold disjoint sequences, so one never reads what another
 writes; the one row two can share, an attribution of an incident in another env of the
